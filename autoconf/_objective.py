@@ -1,0 +1,65 @@
+"""The search objective: what makes one config better than another.
+
+With a target load, a config is feasible when it serves that load with p99 <= SLO and
+(almost) no errors; the cheapest feasible config wins. Without a target load, the config with
+the most requests/s per dollar-hour under the SLO wins. A failed measurement is infeasible,
+never a zero that could win a minimisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._types import Measurement
+
+#: A measured throughput this close to the target load counts as serving it (Poisson noise).
+THROUGHPUT_TOLERANCE = 0.98
+#: Error rate above which a measurement is infeasible.
+MAX_ERROR_RATE = 0.01
+
+
+@dataclass(frozen=True)
+class Objective:
+    slo_p99_ms: float | None = None
+    target_rps: float | None = None
+
+    @property
+    def direction(self) -> str:
+        """``"minimize"`` (cost at a target load) or ``"maximize"`` (rps per dollar)."""
+        return "minimize" if self.target_rps is not None else "maximize"
+
+    def violation(self, m: Measurement) -> float:
+        """How far ``m`` is from feasible, 0.0 when feasible (Optuna's constraint convention: <= 0)."""
+        if not m.ok or m.error_rate > MAX_ERROR_RATE:
+            return float("inf")
+        worst = 0.0
+        if self.slo_p99_ms is not None:
+            if m.p99_ms is None and m.normalized_rps_per_cost is None:
+                return float("inf")
+            if m.p99_ms is not None:
+                worst = max(worst, m.p99_ms / self.slo_p99_ms - 1.0)
+        if self.target_rps is not None:
+            served = m.throughput_rps or 0.0
+            worst = max(worst, 1.0 - served / (self.target_rps * THROUGHPUT_TOLERANCE))
+        return max(worst, 0.0)
+
+    def feasible(self, m: Measurement) -> bool:
+        return self.violation(m) == 0.0
+
+    def value(self, m: Measurement) -> float | None:
+        """The objective value of a feasible measurement, ``None`` when infeasible."""
+        if not self.feasible(m):
+            return None
+        if self.direction == "minimize":
+            return m.cost_per_hour
+        return m.rps_per_cost
+
+    def better(self, a: float, b: float) -> bool:
+        """True when objective value ``a`` is strictly better than ``b``."""
+        return a < b if self.direction == "minimize" else a > b
+
+    def within(self, value: float, optimum: float, fraction: float) -> bool:
+        """True when ``value`` is within ``fraction`` (0.01 = 1%) of ``optimum``."""
+        if self.direction == "minimize":
+            return value <= optimum * (1.0 + fraction) + 1e-12
+        return value >= optimum * (1.0 - fraction) - 1e-12

@@ -1,0 +1,180 @@
+"""Search spaces: the dimensions searched, the GPU catalog and the prices, read from YAML.
+
+A space file is validated with pydantic, so a wrong file fails with a message that names the
+field (``gpus.T4.price_per_hour: Input should be greater than 0``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._errors import UserError
+from ._types import Config
+
+#: Where the shipped spaces live (a source checkout or an editable install).
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+DEFAULT_SPACE = "cpu-local"
+
+_DIMENSIONS = (
+    "batch_size",
+    "gpu_type",
+    "replicas",
+    "cpu_cores",
+    "instances_per_gpu",
+    "max_queue_delay_ms",
+    "gpu_mem_gb",
+    "gpu_share_pct",
+)
+_REQUIRED = ("batch_size", "gpu_type", "replicas", "cpu_cores")
+
+
+class GpuSpec(BaseModel):
+    """Public specs of one accelerator type and what an hour of it costs.
+
+    The ``cpu`` pseudo-type (CPU-only serving) has zero TFLOP/s and price: its cost is the
+    cores'. ``source`` says where the price came from.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    fp16_tflops: float = Field(ge=0)
+    fp32_tflops: float = Field(ge=0)
+    memory_gb: float = Field(ge=0)
+    bandwidth_gbps: float = Field(ge=0)
+    price_per_hour: float = Field(ge=0)
+    source: str = ""
+
+
+class Range(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min: float
+    max: float
+    step: float = 1
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.max < self.min or self.step <= 0:
+            raise ValueError("needs min <= max and step > 0")
+        return self
+
+    def values(self) -> list[float]:
+        n = int((self.max - self.min) // self.step) + 1
+        return [self.min + i * self.step for i in range(n)]
+
+
+class Pricing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpu_core_per_hour: float = Field(ge=0)
+    source: str = ""
+
+
+class SearchSpace(BaseModel):
+    """A discrete search space: every dimension a finite list of values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    dimensions: dict[str, list[Any] | Range]
+    gpus: dict[str, GpuSpec]
+    pricing: Pricing
+
+    @field_validator("dimensions")
+    @classmethod
+    def _known_dimensions(cls, dims: dict[str, Any]) -> dict[str, Any]:
+        for name in dims:
+            if name not in _DIMENSIONS:
+                raise ValueError(f"unknown dimension {name!r} (known: {', '.join(_DIMENSIONS)})")
+        for name in _REQUIRED:
+            if name not in dims:
+                raise ValueError(f"missing dimension {name!r}")
+        for name, values in dims.items():
+            if isinstance(values, list) and not values:
+                raise ValueError(f"dimension {name!r} has no values")
+        return dims
+
+    @model_validator(mode="after")
+    def _gpus_in_catalog(self) -> SearchSpace:
+        for gpu in self.values("gpu_type"):
+            if gpu not in self.gpus:
+                raise ValueError(
+                    f"dimensions.gpu_type: unknown GPU type {gpu!r} (catalog: {', '.join(self.gpus)})"
+                )
+        return self
+
+    def values(self, dimension: str) -> list[Any]:
+        """The values of one dimension, ranges expanded; ints stay ints."""
+        raw = self.dimensions[dimension]
+        vals = raw.values() if isinstance(raw, Range) else list(raw)
+        if dimension == "gpu_type":
+            return [str(v) for v in vals]
+        return [int(v) if isinstance(v, float) and v.is_integer() else v for v in vals]
+
+    @property
+    def dimension_names(self) -> list[str]:
+        return [d for d in _DIMENSIONS if d in self.dimensions]
+
+    def configs(self) -> list[Config]:
+        """Every config of the space (the cartesian product), in a stable order."""
+        names = self.dimension_names
+        return [
+            Config(**dict(zip(names, combo)))
+            for combo in itertools.product(*(self.values(n) for n in names))
+        ]
+
+    def size(self) -> int:
+        n = 1
+        for d in self.dimension_names:
+            n *= len(self.values(d))
+        return n
+
+    def contains(self, config: Config) -> bool:
+        values = config.to_dict()
+        return set(values) == set(self.dimension_names) and all(
+            values[d] in self.values(d) for d in self.dimension_names
+        )
+
+    def gpu(self, gpu_type: str) -> GpuSpec:
+        try:
+            return self.gpus[gpu_type]
+        except KeyError:
+            raise UserError(
+                f"unknown GPU type {gpu_type!r} (catalog: {', '.join(self.gpus)})"
+            ) from None
+
+    def cost_per_hour(self, config: Config) -> float:
+        """Dollars per hour of the whole deployment: every replica's GPU share and cores."""
+        gpu = self.gpu(config.gpu_type)
+        share = (config.gpu_share_pct or 100) / 100.0
+        per_replica = gpu.price_per_hour * share + self.pricing.cpu_core_per_hour * config.cpu_cores
+        return per_replica * config.replicas
+
+
+def load_space(path_or_name: str | Path | None = None) -> SearchSpace:
+    """Read and validate a space file; a bare name means ``search_spaces/<name>.yaml``."""
+    ref = str(path_or_name or DEFAULT_SPACE)
+    path = Path(ref)
+    if not path.suffix and not path.exists():
+        path = SPACES_DIR / f"{ref}.yaml"
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
+        raise UserError(f"search space {ref!r} not found (shipped: {shipped})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    try:
+        return SearchSpace.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise UserError(f"{path}: {where}: {err['msg']}") from None

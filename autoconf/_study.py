@@ -1,0 +1,152 @@
+"""The ask/tell loop shared by ``autoconf search`` and ``autoconf bench``.
+
+An Optuna study holds every trial (so storage, resume and parallel workers come from Optuna).
+Each trial's params are a :class:`Config`; its value is the objective, its user attrs hold the
+whole :class:`Measurement` and a ``violation`` (0 when feasible) that constrained samplers read.
+A config already measured is never measured again: a repeated suggestion is told the stored
+result and does not count as an evaluation.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from ._objective import Objective
+from ._space import SearchSpace
+from ._types import Config, Measurement
+
+#: After this many repeated suggestions in a row the loop measures a random unmeasured config
+#: instead (counted as an evaluation), so a converged sampler cannot stall a search.
+MAX_REPEATS_IN_A_ROW = 20
+#: Violation told for a failed deployment (finite: samplers fit models on it).
+FAILED_VIOLATION = 10.0
+
+
+def distributions(space: SearchSpace) -> dict[str, CategoricalDistribution]:
+    """One categorical distribution per dimension, in the space's order."""
+    return {d: CategoricalDistribution(space.values(d)) for d in space.dimension_names}
+
+
+def config_of(trial: FrozenTrial | optuna.trial.Trial) -> Config:
+    return Config.from_dict(dict(trial.params))
+
+
+def violation_of(trial: FrozenTrial) -> list[float]:
+    """Optuna ``constraints_func``: feasible when every value is <= 0."""
+    return [float(trial.user_attrs.get("violation", FAILED_VIOLATION))]
+
+
+def value_for_sampler(objective: Objective, m: Measurement) -> float:
+    """The number told to Optuna: the objective where defined, else a finite stand-in.
+
+    Infeasible trials still carry a value (their cost, or their rps per dollar, 0 when unknown)
+    so that samplers can fit on them; the ``violation`` attr marks them infeasible.
+    """
+    value = objective.value(m)
+    if value is not None:
+        return float(value)
+    if objective.direction == "minimize":
+        return float(m.cost_per_hour)
+    return float(m.rps_per_cost or 0.0) if m.ok else 0.0
+
+
+def tell(
+    study: optuna.Study,
+    trial: optuna.trial.Trial,
+    objective: Objective,
+    m: Measurement,
+    **attrs: object,
+) -> None:
+    """Store a finished measurement on its trial and complete it."""
+    violation = objective.violation(m)
+    trial.set_user_attr("measurement", m.to_dict())
+    trial.set_user_attr("violation", min(violation, FAILED_VIOLATION))
+    trial.set_user_attr("feasible", violation == 0.0)
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, value_for_sampler(objective, m))
+
+
+def measured_configs(study: optuna.Study) -> dict[Config, Measurement]:
+    """Every config with a stored measurement, from the study's finished trials (for resume)."""
+    out: dict[Config, Measurement] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if "measurement" in t.user_attrs and not t.user_attrs.get("repeat"):
+            out.setdefault(config_of(t), Measurement(**t.user_attrs["measurement"]))
+    return out
+
+
+@dataclass
+class Evaluation:
+    """One counted evaluation: the n-th distinct config measured."""
+
+    index: int
+    config: Config
+    measurement: Measurement
+    value: float | None
+
+
+@dataclass
+class SearchLog:
+    evaluations: list[Evaluation] = field(default_factory=list)
+    repeats: int = 0
+
+    def best(self, objective: Objective) -> Evaluation | None:
+        best = None
+        for e in self.evaluations:
+            if e.value is not None and (best is None or objective.better(e.value, best.value)):
+                best = e
+        return best
+
+
+def run_trials(
+    study: optuna.Study,
+    space: SearchSpace,
+    objective: Objective,
+    evaluate: Callable[[Config], Measurement],
+    budget: int,
+    *,
+    seed: int = 0,
+    on_evaluation: Callable[[Evaluation], None] | None = None,
+    should_stop: Callable[[optuna.Study], bool] | None = None,
+) -> SearchLog:
+    """Ask, evaluate and tell until ``budget`` distinct configs are measured (or a stop).
+
+    Configs measured in earlier runs of the same study are reused, never re-measured.
+    """
+    dists = distributions(space)
+    measured = measured_configs(study)
+    log = SearchLog()
+    rng = random.Random(seed)
+    repeats_in_a_row = 0
+    total = space.size()
+    while len(log.evaluations) < budget and len(measured) < total:
+        trial = study.ask(fixed_distributions=dists)
+        config = config_of(trial)
+        if config in measured:
+            repeats_in_a_row += 1
+            log.repeats += 1
+            if repeats_in_a_row < MAX_REPEATS_IN_A_ROW:
+                tell(study, trial, objective, measured[config], repeat=True)
+                continue
+            study.tell(trial, state=TrialState.FAIL)
+            config = rng.choice([c for c in space.configs() if c not in measured])
+            study.enqueue_trial(config.to_dict(), skip_if_exists=False)
+            trial = study.ask(fixed_distributions=dists)
+        repeats_in_a_row = 0
+        m = evaluate(config)
+        measured[config] = m
+        tell(study, trial, objective, m)
+        e = Evaluation(len(log.evaluations) + 1, config, m, objective.value(m))
+        log.evaluations.append(e)
+        if on_evaluation is not None:
+            on_evaluation(e)
+        if should_stop is not None and should_stop(study):
+            break
+    return log

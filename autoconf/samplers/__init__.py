@@ -1,0 +1,57 @@
+"""Samplers for the search, by name. Every one is an Optuna ``BaseSampler``; a new one is one
+module with a ``make(context)`` factory and one line in ``SAMPLERS``."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import optuna
+
+from .._errors import UserError
+from .._objective import Objective
+from .._space import SearchSpace
+from .._types import Config, Measurement
+
+
+@dataclass
+class ModelTable:
+    """Every measured config of one model: a benchmark's ground truth or a knowledge-base slice.
+
+    ``features`` is the model's kops feature vector, ``None`` for tables without a model file
+    (the Falcon tables).
+    """
+
+    name: str
+    space: SearchSpace
+    objective: Objective
+    results: dict[Config, Measurement]
+    features: np.ndarray | None = None
+
+
+@dataclass
+class SamplerContext:
+    """What a sampler factory may use: the space, the objective, a seed, the target model's
+    features and what was measured on other models (empty without a knowledge base)."""
+
+    space: SearchSpace
+    objective: Objective
+    seed: int = 0
+    target_features: np.ndarray | None = None
+    history: list[ModelTable] = field(default_factory=list)
+
+
+#: name -> "module" holding ``make(context: SamplerContext) -> optuna.samplers.BaseSampler``.
+SAMPLERS: dict[str, str] = {}
+
+
+def make_sampler(name: str, context: SamplerContext) -> optuna.samplers.BaseSampler:
+    try:
+        module = SAMPLERS[name]
+    except KeyError:
+        raise UserError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})") from None
+    return importlib.import_module(module).make(context)
+
+
+__all__ = ["SAMPLERS", "ModelTable", "SamplerContext", "make_sampler"]

@@ -1,0 +1,124 @@
+"""What ``stress`` offers: deploy a spec, drive load at it, measure, tear it down.
+
+``stress`` knows nothing of searches: it takes a :class:`DeploymentSpec` and returns
+:class:`LoadResult`/:class:`CapacityResult`. A :class:`Deployer` (local processes, Kubernetes)
+makes a :class:`Deployment`; every deployment is a context manager whose exit tears down
+everything it created, on success, error and Ctrl-C alike.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+class StressError(Exception):
+    """Bad input to the harness (exit code 2 on the CLI)."""
+
+    exit_code = 2
+
+
+class DeployError(StressError):
+    """A deployment that could not be brought up or died under test (not ready in time,
+    crashed or OOM, port in use, never scheduled, cluster unreachable)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One candidate deployment of one model.
+
+    ``gpu_type`` ``None`` or ``"cpu"`` means CPU-only. ``labels`` (study, trial) go on every
+    object a deployment creates, so leftovers can be found and removed.
+    """
+
+    model_path: Path
+    model_name: str = "model"
+    batch_size: int = 1
+    replicas: int = 1
+    cpu_cores: float = 1.0
+    max_queue_delay_ms: float = 2.0
+    instances_per_gpu: int = 1
+    gpu_type: str | None = None
+    memory_mb: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.gpu_type not in (None, "cpu")
+
+
+@dataclass
+class LoadResult:
+    """One open-loop measurement at a fixed Poisson arrival rate.
+
+    Latencies are exact (not Locust's rounded percentiles) and timed from each request's
+    *scheduled* send time, so queueing in the generator counts (no coordinated omission).
+    """
+
+    target_rps: float
+    duration_s: float
+    sent: int
+    completed: int
+    errors: int
+    throughput_rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    error_rate: float
+    inflight_cap_hits: int = 0
+    generator_saturated: bool = False
+    generator_processes: int = 1
+    aborted_early: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CapacityResult:
+    """The highest arrival rate whose p99 met the SLO, and the steps that found it."""
+
+    capacity_rps: float
+    slo_p99_ms: float
+    steps: list[LoadResult]
+    at_capacity: LoadResult | None
+
+
+class Deployment(abc.ABC):
+    """A live deployment. Tear-down is idempotent and runs on context exit."""
+
+    def __init__(self, spec: DeploymentSpec) -> None:
+        self.spec = spec
+
+    @abc.abstractmethod
+    def open_loop(self, rate_rps: float, duration_s: float, warmup_s: float = 1.0,
+                  abort_p99_ms: float | None = None) -> LoadResult:
+        """Drive Poisson arrivals at ``rate_rps`` for ``duration_s`` and measure.
+
+        With ``abort_p99_ms`` the step may stop early once that p99 is clearly exceeded.
+        Raises :class:`DeployError` if the deployment dies under test.
+        """
+
+    @abc.abstractmethod
+    def teardown(self) -> None:
+        """Remove everything this deployment created; safe to call twice."""
+
+    def __enter__(self) -> Deployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.teardown()
+
+
+class Deployer(abc.ABC):
+    """Makes deployments of one kind (``local``, ``kubernetes``)."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def deploy(self, spec: DeploymentSpec) -> Deployment:
+        """Bring ``spec`` up and wait until it is ready; raise :class:`DeployError` if it is not
+        ready in time, tearing down whatever was started."""
