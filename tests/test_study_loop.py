@@ -1,0 +1,104 @@
+"""The shared ask/tell loop: counting, dedupe of repeated suggestions, resume from storage."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from autoconf import Config, Measurement, Objective, load_space
+from autoconf._study import MAX_REPEATS_IN_A_ROW, measured_configs, run_trials
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _fake_evaluate(space, calls):
+    def evaluate(config: Config) -> Measurement:
+        assert config not in calls, f"{config.key()} measured twice"
+        calls.append(config)
+        p99 = 100.0 / config.batch_size + 10 * config.replicas
+        return Measurement(
+            ok=True,
+            cost_per_hour=space.cost_per_hour(config),
+            throughput_rps=50.0 * config.replicas * config.cpu_cores,
+            p99_ms=p99,
+        )
+
+    return evaluate
+
+
+class _StuckSampler(optuna.samplers.BaseSampler):
+    """Always proposes the first value of every dimension: a worst case for repeats."""
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return param_distribution.choices[0]
+
+
+def test_repeats_are_not_counted_and_cannot_stall():
+    space = load_space("cpu-local")
+    objective = Objective(slo_p99_ms=60, target_rps=40)
+    study = optuna.create_study(sampler=_StuckSampler(), direction=objective.direction)
+    calls: list[Config] = []
+    log = run_trials(study, space, objective, _fake_evaluate(space, calls), budget=3)
+    assert len(log.evaluations) == 3 == len(calls) == len(set(calls))
+    assert log.repeats == 2 * MAX_REPEATS_IN_A_ROW
+    assert [e.index for e in log.evaluations] == [1, 2, 3]
+
+
+def test_infeasible_is_never_best_and_failed_carries_violation():
+    space = load_space("cpu-local")
+    objective = Objective(slo_p99_ms=30, target_rps=40)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    calls: list[Config] = []
+    log = run_trials(study, space, objective, _fake_evaluate(space, calls), budget=12)
+    best = log.best(objective)
+    feasible = [e for e in log.evaluations if objective.feasible(e.measurement)]
+    if feasible:
+        assert best.value == min(e.measurement.cost_per_hour for e in feasible)
+    failed = Measurement.failed("OOM", cost_per_hour=0.0)
+    assert objective.value(failed) is None and objective.violation(failed) == float("inf")
+
+
+def test_resume_from_storage_never_remeasures(tmp_path):
+    space = load_space("cpu-local")
+    objective = Objective(slo_p99_ms=60)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    calls: list[Config] = []
+    evaluate = _fake_evaluate(space, calls)
+    for seed in (0, 1):
+        study = optuna.create_study(
+            study_name="s",
+            storage=url,
+            load_if_exists=True,
+            direction=objective.direction,
+            sampler=optuna.samplers.RandomSampler(seed=seed),
+        )
+        run_trials(study, space, objective, evaluate, budget=5)
+    assert len(calls) == 10 == len(set(calls))
+    assert set(measured_configs(study)) == set(calls)
+
+
+@pytest.mark.parametrize(
+    ("objective", "value", "optimum", "fraction", "expected"),
+    [
+        (Objective(target_rps=10), 1.009, 1.0, 0.01, True),
+        (Objective(target_rps=10), 1.02, 1.0, 0.01, False),
+        (Objective(), 0.991, 1.0, 0.01, True),
+        (Objective(), 0.98, 1.0, 0.01, False),
+    ],
+)
+def test_within(objective, value, optimum, fraction, expected):
+    assert objective.within(value, optimum, fraction) is expected
+
+
+def test_load_too_high_is_infeasible():
+    objective = Objective(slo_p99_ms=50, target_rps=100)
+    m = Measurement(ok=True, cost_per_hour=1.0, throughput_rps=60, p99_ms=20)
+    assert not objective.feasible(m)
+    m.throughput_rps = 99.5
+    assert objective.feasible(m) and objective.value(m) == 1.0
