@@ -150,3 +150,170 @@ def run_trials(
         if should_stop is not None and should_stop(study):
             break
     return log
+
+
+def _worker_id() -> str:
+    import os
+    import socket
+    import threading
+
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def fail_stale_trials(study: optuna.Study) -> int:
+    """Mark RUNNING trials left by a dead process of this host as FAIL (for ``--resume``).
+
+    Trials of live processes or other hosts (a shared team store) are left alone. Returns how
+    many were failed.
+    """
+    import os
+    import socket
+
+    host = socket.gethostname()
+    failed = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(t.user_attrs.get("worker", ""))
+        parts = worker.split(":")
+        if len(parts) < 2 or parts[0] != host:
+            continue
+        pid = int(parts[1])
+        alive = True
+        if pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                alive = True
+        else:
+            alive = False  # this process has not started a worker yet: the trial is orphaned
+        if not alive:
+            study.tell(t.number, state=TrialState.FAIL)
+            failed += 1
+    return failed
+
+
+def run_trials_parallel(
+    study: optuna.Study,
+    space: SearchSpace,
+    objective: Objective,
+    evaluate: Callable[[Config], Measurement] | list[Callable[[Config], Measurement]],
+    budget: int,
+    *,
+    workers: int = 1,
+    seed: int = 0,
+    on_evaluation: Callable[[Evaluation], None] | None = None,
+    should_stop: Callable[[optuna.Study], bool] | None = None,
+    stop_event: object | None = None,
+) -> SearchLog:
+    """:func:`run_trials` with ``workers`` threads sharing one study and one sampler.
+
+    ``evaluate`` is one callable, or one per worker (a backend each). Under one lock a worker
+    asks a trial and claims its config; a config already measured is told its stored result
+    (a repeat), a config another worker (thread, or process on the same storage) is measuring
+    is never measured concurrently: the trial is failed and another is asked. A trial whose
+    evaluation raises (Ctrl-C) is failed, so the study keeps only finished measurements.
+    ``stop_event`` (a ``threading.Event``) ends every worker after its current evaluation.
+    """
+    import threading
+
+    evaluators = evaluate if isinstance(evaluate, list) else [evaluate] * workers
+    if len(evaluators) < workers:
+        raise ValueError("need one evaluate callable per worker")
+    dists = distributions(space)
+    lock = threading.Lock()
+    stop = stop_event if stop_event is not None else threading.Event()
+    log = SearchLog()
+    rng = random.Random(seed)
+    total = space.size()
+    measured = measured_configs(study)
+    in_flight: set[Config] = set()
+    state = {"collisions": 0, "repeats_in_a_row": 0, "claimed": 0}
+    errors: list[BaseException] = []
+
+    def others_running(number: int) -> set[Config]:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return {config_of(t) for t in running if t.number != number and t.params}
+
+    def claim(worker: str) -> tuple[optuna.trial.Trial, Config] | None:
+        """Ask until a config nobody measured or is measuring comes up (under the lock)."""
+        while True:
+            if stop.is_set() or state["claimed"] >= budget:
+                return None
+            measured.update(measured_configs(study))  # other processes on the same storage
+            if len(measured) + len(in_flight) >= total:
+                return None
+            trial = study.ask(fixed_distributions=dists)
+            trial.set_user_attr("worker", worker)
+            config = config_of(trial)
+            if config in measured:
+                state["repeats_in_a_row"] += 1
+                log.repeats += 1
+                if state["repeats_in_a_row"] < MAX_REPEATS_IN_A_ROW:
+                    tell(study, trial, objective, measured[config], repeat=True)
+                    continue
+                config = None
+            elif config in in_flight or config in others_running(trial.number):
+                state["collisions"] += 1
+                config = None
+            if config is None:
+                study.tell(trial, state=TrialState.FAIL)
+                busy = in_flight | others_running(-1)
+                free = [c for c in space.configs() if c not in measured and c not in busy]
+                if not free:
+                    return None
+                state["repeats_in_a_row"] = 0
+                study.enqueue_trial(rng.choice(free).to_dict(), skip_if_exists=False)
+                continue
+            state["repeats_in_a_row"] = 0
+            state["claimed"] += 1
+            in_flight.add(config)
+            return trial, config
+
+    def work(evaluate_one: Callable[[Config], Measurement]) -> None:
+        worker = _worker_id()
+        while True:
+            with lock:
+                claimed = claim(worker)
+            if claimed is None:
+                return
+            trial, config = claimed
+            try:
+                m = evaluate_one(config)
+            except BaseException as exc:
+                with lock:
+                    in_flight.discard(config)
+                    study.tell(trial, state=TrialState.FAIL)
+                    stop.set()
+                    errors.append(exc)
+                return
+            with lock:
+                in_flight.discard(config)
+                measured[config] = m
+                tell(study, trial, objective, m)
+                e = Evaluation(len(log.evaluations) + 1, config, m, objective.value(m))
+                log.evaluations.append(e)
+                if on_evaluation is not None:
+                    on_evaluation(e)
+                if should_stop is not None and should_stop(study):
+                    stop.set()
+
+    if workers == 1:
+        work(evaluators[0])
+    else:
+        threads = [
+            threading.Thread(target=work, args=(evaluators[i],), daemon=True)
+            for i in range(workers)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.2)
+        except KeyboardInterrupt:
+            stop.set()
+            raise
+    if errors:
+        raise errors[0]
+    return log

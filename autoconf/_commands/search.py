@@ -1,0 +1,202 @@
+"""``autoconf search MODEL.onnx --slo-p99 50ms [--qps 200] ...``: find, re-measure and emit a plan."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .._errors import UserError
+
+#: ``--example`` defaults: a tiny model, a loose SLO and a short budget that finish in minutes
+#: on a laptop with the local backend.
+EXAMPLE_MODEL = "tiny_mlp"
+EXAMPLE_SLO = "50ms"
+EXAMPLE_QPS = 40.0
+EXAMPLE_BUDGET = 6
+EXAMPLE_DURATION_S = 3.0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "search",
+        help="find the cheapest serving config of a model within a p99 SLO",
+        description="Profile the model, search configs with a prior-warmed Bayesian optimizer, "
+        "stress-test each, re-measure the best at the target load and write plan.yaml, "
+        "manifests/, report.html and trials.csv into --out.",
+    )
+    p.add_argument("model", nargs="?", help="the ONNX model file (not with --example)")
+    p.add_argument(
+        "--example",
+        action="store_true",
+        help=f"generate an example model ({EXAMPLE_MODEL}) into --out and search it "
+        f"(defaults: --slo-p99 {EXAMPLE_SLO} --qps {EXAMPLE_QPS:g} --budget "
+        f"{EXAMPLE_BUDGET} --duration {EXAMPLE_DURATION_S:g})",
+    )
+    p.add_argument("--slo-p99", metavar="LATENCY", help="p99 latency SLO, e.g. 50ms or 0.2s")
+    p.add_argument(
+        "--qps",
+        type=float,
+        metavar="RPS",
+        help="target load in requests/s (default: the most requests/s per dollar)",
+    )
+    p.add_argument(
+        "--space",
+        metavar="NAME|FILE",
+        help="search space: a shipped name or a YAML file (default: cpu-local)",
+    )
+    p.add_argument(
+        "--backend",
+        default="local",
+        help="where configs are measured: local, kubernetes, sim, replay (default local)",
+    )
+    p.add_argument(
+        "--budget",
+        type=int,
+        metavar="N",
+        help="at most N configs measured, resumed ones included (default 20)",
+    )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K workers sharing one study; never two on the same config (default 1)",
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage URL (default sqlite:///OUT/study.db; postgresql://... "
+        "for a shared team store)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="output directory (default autoconf-out, or autoconf-example)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted search; finished stress tests are not re-run",
+    )
+    p.add_argument("--sampler", help="sampler name (default meta where available, else tpe)")
+    p.add_argument(
+        "--knowledge",
+        metavar="URL|PATH",
+        help="knowledge base that warms the prior and learns from this search "
+        "(default ~/.autoconf/knowledge.db; 'none' to disable)",
+    )
+    p.add_argument(
+        "--duration", type=float, metavar="S", help="seconds of load per stress test (default 10)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to the backend (repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no live display")
+    p.set_defaults(func=run)
+
+
+def _backend_options(pairs: list[str]) -> dict[str, object]:
+    import yaml
+
+    opts: dict[str, object] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--backend-option: expected KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        opts[key.strip()] = yaml.safe_load(value)
+    return opts
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._search import SearchOptions, parse_duration_ms, run_search
+
+    if args.example:
+        if args.model:
+            raise UserError("--example generates its own model: give no MODEL with it")
+        out = Path(args.out or "autoconf-example")
+        out.mkdir(parents=True, exist_ok=True)
+        import kops.zoo
+
+        model = out / f"{EXAMPLE_MODEL}.onnx"
+        if not model.exists():
+            kops.zoo.build(EXAMPLE_MODEL, model)
+        slo = args.slo_p99 or EXAMPLE_SLO
+        qps = args.qps if args.qps is not None else EXAMPLE_QPS
+        budget = args.budget or EXAMPLE_BUDGET
+        duration = args.duration or EXAMPLE_DURATION_S
+    else:
+        if not args.model:
+            raise UserError("give a MODEL.onnx (or --example)")
+        if not args.slo_p99:
+            raise UserError("--slo-p99 is required, e.g. --slo-p99 50ms")
+        out = Path(args.out or "autoconf-out")
+        model = Path(args.model)
+        slo, qps = args.slo_p99, args.qps
+        budget = args.budget or 20
+        duration = args.duration or 10.0
+    if qps is not None and not qps > 0:
+        raise UserError("--qps: must be > 0")
+    if not duration > 0:
+        raise UserError("--duration: must be > 0")
+    opts = SearchOptions(
+        model_path=model,
+        slo_p99_ms=parse_duration_ms(slo),
+        target_rps=qps,
+        space=args.space,
+        backend=args.backend,
+        backend_options=_backend_options(args.backend_option),
+        budget=budget,
+        parallel=args.parallel,
+        storage=args.storage,
+        out_dir=out,
+        resume=args.resume,
+        sampler=args.sampler,
+        seed=args.seed,
+        knowledge=args.knowledge,
+        duration_s=duration,
+        command="autoconf " + shlex.join(sys.argv[1:]),
+        progress=not args.no_progress,
+    )
+    result = run_search(opts)
+    print(
+        f"study: {result.study_name} ({result.new_evaluations} configs measured now, "
+        f"{len(result.records)} in all)"
+    )
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if result.outcome == "plan" and result.chosen is not None and result.validation is not None:
+        v = result.validation
+        print(
+            f"plan: {result.chosen.key()}  ${v.cost_per_hour:,.4f}/h  "
+            f"p99 {v.p99_ms or 0:,.1f} ms at {v.throughput_rps or 0:,.1f} requests/s "
+            "(re-measured)"
+        )
+        print(
+            f"wrote {result.plan_path}, {len(result.manifests)} manifests, "
+            f"{result.report_path}, {out / 'trials.csv'}"
+        )
+        return 0
+    what = (
+        "no config met the SLO at the target load"
+        if result.outcome == "infeasible"
+        else "no feasible config held when re-measured and the budget is spent"
+    )
+    print(f"autoconf: {what}; closest configs:", file=sys.stderr)
+    for r in result.closest():
+        m = r.measurement
+        status = (
+            "failed: " + (m.error or "")
+            if not m.ok
+            else (f"p99 {m.p99_ms or 0:,.1f} ms, {m.throughput_rps or 0:,.1f} requests/s")
+        )
+        print(f"  {r.config.key()}  ${m.cost_per_hour:,.4f}/h  {status}", file=sys.stderr)
+    print(f"see {result.report_path}", file=sys.stderr)
+    return 1

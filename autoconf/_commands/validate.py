@@ -1,0 +1,60 @@
+"""``autoconf validate plan.yaml``: exit 0 when the plan's SLO and load still hold, 1 when not."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .._errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "validate",
+        help="re-measure a plan at its target load (CI: exit 0 holds, 1 does not, 2 bad input)",
+        description="Re-measure the plan's config at its target load and check the p99 SLO, "
+        "the served load and the error rate.",
+    )
+    p.add_argument("plan", help="plan.yaml written by autoconf search")
+    p.add_argument("--backend", help="where to measure (default: the plan's backend)")
+    p.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to the backend (repeatable)",
+    )
+    p.add_argument(
+        "--duration", type=float, metavar="S", help="seconds of load (default: the plan's)"
+    )
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML result")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._validate import validate_plan, write_junit
+    from .search import _backend_options
+
+    if args.duration is not None and not args.duration > 0:
+        raise UserError("--duration: must be > 0")
+    result = validate_plan(
+        args.plan,
+        backend=args.backend,
+        backend_options=_backend_options(args.backend_option),
+        duration_s=args.duration,
+    )
+    m = result.measurement
+    plan = result.plan
+    line = (
+        f"{plan.to_config().key()} on {result.backend}: p99 "
+        f"{m.p99_ms if m.p99_ms is not None else float('nan'):,.1f} ms (SLO "
+        f"{plan.slo.p99_ms:g}), {m.throughput_rps or 0:,.1f} requests/s (target "
+        f"{plan.load.target_rps:g}), errors {100 * m.error_rate:.1f} %"
+    )
+    if args.junit:
+        write_junit(args.junit, result)
+    if result.holds:
+        print(f"holds: {line}")
+        return 0
+    print(f"does not hold: {line}: {'; '.join(result.reasons)}", file=sys.stderr)
+    return 1

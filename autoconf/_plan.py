@@ -1,0 +1,130 @@
+"""plan.yaml: the serving plan a search emits and ``autoconf validate`` re-checks.
+
+Written from plain dicts (``yaml.safe_dump``), read back through pydantic so that a hand-edited
+or truncated plan fails with one line naming the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ._errors import UserError
+from ._types import Config
+
+PLAN_FORMAT = 1
+
+
+class PlanModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    path: str
+    sha256: str
+
+
+class PlanSlo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    p99_ms: float = Field(gt=0)
+
+
+class PlanLoad(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_rps: float = Field(gt=0)
+    duration_s: float = Field(gt=0)
+
+
+class PlanSearchSpace(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    path: str
+    sha256: str
+
+
+class PlanProvenance(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    tool_version: str
+    created: str
+    search_space: PlanSearchSpace
+    model_sha256: str
+    kops_profile: dict[str, Any] | None = None
+
+
+class Plan(BaseModel):
+    """The parts of plan.yaml that ``validate`` needs, checked; the rest is kept as read."""
+
+    model_config = ConfigDict(extra="allow")
+
+    autoconf_plan: int
+    model: PlanModel
+    slo: PlanSlo
+    load: PlanLoad
+    config: dict[str, Any]
+    cost_per_hour: float = Field(ge=0)
+    backend: str
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    provenance: PlanProvenance
+
+    def to_config(self) -> Config:
+        try:
+            return Config.from_dict(self.config)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"config: {exc}") from None
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_plan(path: str | Path, plan: dict[str, Any]) -> Path:
+    """Write ``plan`` (plain data, as :func:`read_plan` expects it) to ``path``."""
+    path = Path(path)
+    header = (
+        "# autoconf serving plan: the cheapest config found that met the SLO at the target load,\n"
+        "# re-measured before it was written. Re-check it with `autoconf validate plan.yaml`.\n"
+    )
+    path.write_text(header + yaml.safe_dump(plan, sort_keys=False, default_flow_style=False))
+    return path
+
+
+def read_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file; bad input raises :class:`UserError` naming the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"plan file {str(path)!r} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise UserError(f"{path}: {where}: {err['msg']}") from None
+    if plan.autoconf_plan != PLAN_FORMAT:
+        raise UserError(f"{path}: autoconf_plan: unsupported plan format {plan.autoconf_plan}")
+    plan.to_config()
+    return plan
+
+
+def resolve_relative(ref: str, plan_path: str | Path) -> Path | None:
+    """A path written in a plan, tried as given, then beside the plan file."""
+    for candidate in (Path(ref), Path(plan_path).resolve().parent / ref):
+        if candidate.exists():
+            return candidate
+    return None

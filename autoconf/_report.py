@@ -1,0 +1,386 @@
+"""report.html and trials.csv: what a search measured, for people and for spreadsheets.
+
+The page is self-contained (inline SVG plots, inline CSS, no scripts, no network): it can be
+mailed, attached to a CI run or opened from a file share.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ._objective import Objective
+from ._types import Config, Measurement
+
+_METRICS = (
+    "cost_per_hour",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "throughput_rps",
+    "capacity_rps",
+    "error_rate",
+)
+
+
+@dataclass
+class TrialRecord:
+    """One measured config of a study, in the order it was measured."""
+
+    number: int
+    config: Config
+    measurement: Measurement
+    feasible: bool
+    violation: float
+    value: float | None
+
+
+def trial_records(study: optuna.Study, objective: Objective) -> list[TrialRecord]:
+    """Every distinct measured config (repeats and failed/interrupted trials left out)."""
+    out: list[TrialRecord] = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if "measurement" not in t.user_attrs or t.user_attrs.get("repeat"):
+            continue
+        m = Measurement(**t.user_attrs["measurement"])
+        out.append(
+            TrialRecord(
+                number=t.number,
+                config=Config.from_dict(dict(t.params)),
+                measurement=m,
+                feasible=bool(t.user_attrs.get("feasible")),
+                violation=float(t.user_attrs.get("violation", 0.0)),
+                value=objective.value(m),
+            )
+        )
+    return out
+
+
+def closest(records: Sequence[TrialRecord], n: int = 5) -> list[TrialRecord]:
+    """The ``n`` configs nearest to feasible (smallest violation, then cheapest)."""
+    return sorted(records, key=lambda r: (r.violation, r.measurement.cost_per_hour))[:n]
+
+
+def write_trials_csv(path: str | Path, records: Sequence[TrialRecord]) -> Path:
+    path = Path(path)
+    dims: list[str] = []
+    for r in records:
+        for k in r.config.to_dict():
+            if k not in dims:
+                dims.append(k)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trial", *dims, *_METRICS, "ok", "feasible", "violation", "error", "wall_s"])
+        for r in records:
+            cfg = r.config.to_dict()
+            m = r.measurement
+            w.writerow(
+                [
+                    r.number,
+                    *(cfg.get(d, "") for d in dims),
+                    *(_csv_num(getattr(m, k)) for k in _METRICS),
+                    m.ok,
+                    r.feasible,
+                    f"{r.violation:.4g}",
+                    m.error or "",
+                    f"{m.wall_s:.2f}",
+                ]
+            )
+    return path
+
+
+def _csv_num(v: float | None) -> str:
+    return "" if v is None else f"{v:.6g}"
+
+
+def _num(v: float | None, unit: str = "", digits: int = 1) -> str:
+    """Fixed-point numbers for people (never ``1e+02``)."""
+    if v is None:
+        return "–"
+    return f"{v:,.{digits}f}{unit}"
+
+
+@dataclass
+class ReportContext:
+    """Everything the page shows besides the trials."""
+
+    title: str
+    model_name: str
+    objective: Objective
+    space_name: str
+    backend: str
+    sampler: str
+    outcome: str  # "plan" | "infeasible" | "interrupted" | "unvalidated"
+    chosen: Config | None = None
+    chosen_validation: Measurement | None = None
+    validated_rps: float | None = None
+    validations: list[dict[str, Any]] = field(default_factory=list)
+    command: str = ""
+    elapsed_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _svg(fig: Any) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    svg = buf.getvalue()
+    return svg[svg.index("<svg") :]
+
+
+def _plots(records: Sequence[TrialRecord], ctx: ReportContext) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "svg.fonttype": "none"})
+    obj = ctx.objective
+    out: list[tuple[str, str]] = []
+
+    # 1. search trajectory: best feasible objective against the number of configs measured
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    xs, best, bx, by = [], None, [], []
+    for i, r in enumerate(records, start=1):
+        xs.append(i)
+        if r.value is not None and (best is None or obj.better(r.value, best)):
+            best = r.value
+        if best is not None:
+            bx.append(i)
+            by.append(best)
+    vals = [r.value if r.value is not None else float("nan") for r in records]
+    ax.scatter(xs, vals, s=14, color="#9aa5b1", label="feasible trial", zorder=2)
+    infeasible = [i for i, r in enumerate(records, start=1) if r.value is None]
+    if infeasible and any(v == v for v in vals):
+        lo = min(v for v in vals if v == v)
+        ax.scatter(
+            infeasible,
+            [lo] * len(infeasible),
+            marker="x",
+            s=18,
+            color="#d64545",
+            label="infeasible trial (x)",
+            zorder=2,
+        )
+    if bx:
+        ax.step(bx, by, where="post", color="#1f6feb", lw=2, label="best so far", zorder=3)
+    ax.set_xlabel("configs measured")
+    ax.set_ylabel("cost per hour ($)" if obj.direction == "minimize" else "rps per $/h")
+    ax.set_title("Search trajectory")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    out.append(("Search trajectory", _svg(fig)))
+    plt.close(fig)
+
+    # 2. latency against throughput, SLO line
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    ok = [r for r in records if r.measurement.ok and r.measurement.p99_ms is not None]
+    for feasible, color, label in ((True, "#2da44e", "feasible"), (False, "#d64545", "infeasible")):
+        pts = [r for r in ok if r.feasible == feasible]
+        ax.scatter(
+            [r.measurement.capacity_rps or r.measurement.throughput_rps or 0 for r in pts],
+            [r.measurement.p99_ms for r in pts],
+            s=18,
+            color=color,
+            label=label,
+            zorder=3,
+        )
+    if ctx.chosen_validation is not None and ctx.chosen_validation.p99_ms is not None:
+        v = ctx.chosen_validation
+        ax.scatter(
+            [v.throughput_rps or 0],
+            [v.p99_ms],
+            marker="*",
+            s=140,
+            color="#1f6feb",
+            label="chosen (re-measured)",
+            zorder=4,
+        )
+    if obj.slo_p99_ms is not None:
+        ax.axhline(
+            obj.slo_p99_ms, color="#d64545", ls="--", lw=1, label=f"SLO p99 {obj.slo_p99_ms:g} ms"
+        )
+    if obj.target_rps is not None:
+        ax.axvline(
+            obj.target_rps, color="#8250df", ls=":", lw=1, label=f"target {obj.target_rps:g} rps"
+        )
+    ax.set_xlabel("throughput (requests/s)")
+    ax.set_ylabel("p99 latency (ms)")
+    if ok and max(r.measurement.p99_ms for r in ok) > 20 * min(r.measurement.p99_ms for r in ok):
+        ax.set_yscale("log")
+    ax.set_title("Latency against throughput")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    out.append(("Latency against throughput", _svg(fig)))
+    plt.close(fig)
+
+    # 3. cost per config, cheapest first
+    ranked = sorted(records, key=lambda r: r.measurement.cost_per_hour)[:30]
+    fig, ax = plt.subplots(figsize=(5.2, max(2.4, 0.22 * len(ranked) + 0.8)))
+    colors = []
+    for r in ranked:
+        if ctx.chosen is not None and r.config == ctx.chosen:
+            colors.append("#1f6feb")
+        else:
+            colors.append("#2da44e" if r.feasible else "#d64545")
+    ax.barh(range(len(ranked)), [r.measurement.cost_per_hour for r in ranked], color=colors)
+    ax.set_yticks(range(len(ranked)), [_short(r.config) for r in ranked], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("cost per hour ($)  — blue: chosen, green: feasible, red: infeasible")
+    ax.set_title("Cost per config")
+    ax.grid(alpha=0.3, axis="x")
+    out.append(("Cost per config", _svg(fig)))
+    plt.close(fig)
+    return out
+
+
+def _short(c: Config) -> str:
+    d = c.to_dict()
+    parts = [
+        f"bs{d['batch_size']}",
+        str(d["gpu_type"]),
+        f"x{d['replicas']}",
+        f"{d['cpu_cores']:g}c",
+    ]
+    if "instances_per_gpu" in d:
+        parts.append(f"i{d['instances_per_gpu']}")
+    if "max_queue_delay_ms" in d:
+        parts.append(f"q{d['max_queue_delay_ms']:g}ms")
+    return " ".join(parts)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1120px;
+color:#1f2328;padding:0 16px}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:16px;margin-top:28px}
+.sub{color:#59636e;margin-top:0}
+.card{border:1px solid #d1d9e0;border-radius:8px;padding:12px 16px;margin:12px 0}
+.ok{border-left:6px solid #2da44e}.bad{border-left:6px solid #d64545}.warn{border-left:6px solid #bf8700}
+.kv{display:grid;grid-template-columns:max-content auto;gap:2px 16px}
+.kv b{color:#59636e;font-weight:500}
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0;flex:1 1 340px}
+.plots svg{width:100%;height:auto}
+table{border-collapse:collapse;font-size:12px;width:100%}
+th,td{border-bottom:1px solid #e6e9ec;padding:3px 6px;text-align:right;white-space:nowrap}
+th{background:#f6f8fa;position:sticky;top:0}td.l,th.l{text-align:left}
+tr.chosen td{background:#ddf4ff;font-weight:600}tr.inf td{color:#8c959f}
+code{background:#f6f8fa;padding:1px 4px;border-radius:4px}
+"""
+
+
+def render_report(records: Sequence[TrialRecord], ctx: ReportContext) -> str:
+    e = html.escape
+    obj = ctx.objective
+    load = f"{obj.target_rps:g} requests/s" if obj.target_rps is not None else "its capacity"
+    slo = f"p99 ≤ {obj.slo_p99_ms:g} ms" if obj.slo_p99_ms is not None else "no latency SLO"
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{e(ctx.title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(ctx.title)}</h1>",
+        f"<p class='sub'>model <b>{e(ctx.model_name)}</b> · {e(slo)} at {e(load)} · space "
+        f"<code>{e(ctx.space_name)}</code> · backend <code>{e(ctx.backend)}</code> · sampler "
+        f"<code>{e(ctx.sampler)}</code> · {len(records)} configs measured in "
+        f"{ctx.elapsed_s:,.0f} s</p>",
+    ]
+    if ctx.outcome == "plan" and ctx.chosen is not None:
+        v = ctx.chosen_validation
+        parts.append(
+            "<div class='card ok'><h2 style='margin-top:0'>Chosen plan</h2><div class='kv'>"
+        )
+        rows = [("config", _short(ctx.chosen))]
+        if v is not None:
+            rows += [
+                ("cost per hour", f"${v.cost_per_hour:,.4f}"),
+                (
+                    "validated at",
+                    f"{ctx.validated_rps:,.1f} requests/s" if ctx.validated_rps else "–",
+                ),
+                ("re-measured p99", _num(v.p99_ms, " ms")),
+                ("re-measured p50 / p95", f"{_num(v.p50_ms, ' ms')} / {_num(v.p95_ms, ' ms')}"),
+                ("re-measured throughput", _num(v.throughput_rps, " requests/s")),
+                ("error rate", _num(100 * v.error_rate, " %", 2)),
+            ]
+        parts += [f"<b>{e(k)}</b><span>{e(str(val))}</span>" for k, val in rows]
+        parts.append("</div></div>")
+    else:
+        msg = {
+            "infeasible": "No measured config met the SLO at the target load. The closest configs are "
+            "listed below; relax the SLO, lower the load or widen the search space.",
+            "interrupted": "The search was interrupted; every finished trial is kept "
+            "(continue it with --resume).",
+            "unvalidated": "Feasible configs were found, but none held when re-measured at the "
+            "target load and the budget is spent.",
+        }.get(ctx.outcome, ctx.outcome)
+        parts.append(f"<div class='card bad'><b>No plan.</b> {e(msg)}")
+        if records:
+            parts.append(
+                "<table><tr><th class='l'>closest configs</th><th>p99 ms</th>"
+                "<th>throughput rps</th><th>cost $/h</th><th>violation</th></tr>"
+            )
+            for r in closest(records):
+                m = r.measurement
+                parts.append(
+                    f"<tr><td class='l'>{e(_short(r.config))}</td><td>{_num(m.p99_ms)}</td>"
+                    f"<td>{_num(m.throughput_rps)}</td><td>{_num(m.cost_per_hour, '', 4)}</td>"
+                    f"<td>{'failed' if not m.ok else f'{100 * r.violation:.0f} %'}</td></tr>"
+                )
+            parts.append("</table>")
+        parts.append("</div>")
+    if ctx.validations:
+        parts.append(
+            "<h2>Re-measurements of the best configs at the target load</h2><table>"
+            "<tr><th class='l'>config</th><th>p99 ms</th><th>throughput rps</th>"
+            "<th class='l'>verdict</th></tr>"
+        )
+        for v in ctx.validations:
+            parts.append(
+                f"<tr><td class='l'>{e(v['config'])}</td><td>{_num(v.get('p99_ms'))}</td>"
+                f"<td>{_num(v.get('throughput_rps'))}</td>"
+                f"<td class='l'>{'holds' if v['holds'] else 'does not hold'}</td></tr>"
+            )
+        parts.append("</table>")
+    for note in ctx.notes:
+        parts.append(f"<div class='card warn'>{e(note)}</div>")
+    if records:
+        parts.append("<h2>Plots</h2><div class='plots'>")
+        for title, svg in _plots(records, ctx):
+            parts.append(f"<figure aria-label='{e(title)}'>{svg}</figure>")
+        parts.append("</div>")
+    parts.append(
+        f"<h2>Trials ({len(records)})</h2><table><tr><th>#</th><th class='l'>config</th>"
+        "<th>cost $/h</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th>"
+        "<th>throughput rps</th><th>capacity rps</th><th>errors</th>"
+        "<th class='l'>feasible</th><th>s</th></tr>"
+    )
+    for i, r in enumerate(records, start=1):
+        m = r.measurement
+        cls = (
+            "chosen"
+            if ctx.chosen is not None and r.config == ctx.chosen
+            else ("" if r.feasible else "inf")
+        )
+        verdict = "yes" if r.feasible else ("failed: " + (m.error or "")[:60] if not m.ok else "no")
+        parts.append(
+            f"<tr class='{cls}'><td>{i}</td><td class='l'>{e(_short(r.config))}</td>"
+            f"<td>{_num(m.cost_per_hour, '', 4)}</td><td>{_num(m.p50_ms)}</td>"
+            f"<td>{_num(m.p95_ms)}</td><td>{_num(m.p99_ms)}</td><td>{_num(m.throughput_rps)}</td>"
+            f"<td>{_num(m.capacity_rps)}</td><td>{_num(100 * m.error_rate, ' %', 1)}</td>"
+            f"<td class='l'>{e(verdict)}</td><td>{m.wall_s:.1f}</td></tr>"
+        )
+    parts.append("</table>")
+    if ctx.command:
+        parts.append(f"<p class='sub'>made by <code>{e(ctx.command)}</code></p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(path: str | Path, records: Sequence[TrialRecord], ctx: ReportContext) -> Path:
+    path = Path(path)
+    path.write_text(render_report(records, ctx), encoding="utf-8")
+    return path
