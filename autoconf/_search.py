@@ -149,7 +149,8 @@ def make_search_sampler(
     return make_sampler(chosen, ctx), chosen
 
 
-def _profile(model_path: Path) -> Any:
+def profile_model(model_path: Path) -> Any:
+    """The kops profile of a model file (what the prior and the sim backend read)."""
     import kops
 
     return kops.profile(model_path)
@@ -283,7 +284,7 @@ def run_search(opts: SearchOptions) -> SearchResult:
     out.mkdir(parents=True, exist_ok=True)
     storage = opts.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     sha = sha256_of(model_path)
-    profile = _profile(model_path)
+    profile = profile_model(model_path)
     features = None
     with contextlib.suppress(Exception):
         features = profile.features()

@@ -61,8 +61,7 @@ def validate_plan(
 ) -> ValidationResult:
     """Re-measure the plan in ``plan_path`` at its target load on ``backend`` (default: the one
     it was searched on)."""
-    import kops
-
+    from . import _search
     from .backends import get_backend
 
     plan_path = Path(plan_path)
@@ -81,7 +80,7 @@ def validate_plan(
     name = backend or plan.backend
     options = dict(plan.backend_options) if name == plan.backend else {}
     options.update(backend_options or {})
-    profile = kops.profile(model)
+    profile = _search.profile_model(model)
     load = Load(
         slo_p99_ms=plan.slo.p99_ms,
         target_rps=plan.load.target_rps,

@@ -1,0 +1,261 @@
+"""autoconf search end to end on a fast test double (tests/search_doubles.py): plan, resume,
+parallel workers, re-measurement, infeasible SLOs, Ctrl-C and bad input."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from search_doubles import FakeProfile, QueueDouble
+
+import autoconf._search as search
+from autoconf import cli
+from autoconf._plan import read_plan
+from autoconf._report import trial_records
+from autoconf._study import measured_configs
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """The double as backend, a fake profile, no knowledge base, only our two commands."""
+    import autoconf.backends as backends
+
+    QueueDouble.reset()
+    real = backends.get_backend
+
+    def get_backend(name, space, **options):
+        if name == "double":
+            return QueueDouble(space, **options)
+        return real(name, space, **options)
+
+    monkeypatch.setattr(backends, "get_backend", get_backend)
+    monkeypatch.setattr(search, "profile_model", lambda path: FakeProfile())
+    monkeypatch.setattr(cli, "COMMANDS", ["search", "validate"])
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not read by the double")
+    return tmp_path, model
+
+
+def opts(tmp_path: Path, model: Path, **kw) -> search.SearchOptions:
+    base = dict(
+        model_path=model,
+        slo_p99_ms=50,
+        target_rps=60,
+        backend="double",
+        budget=8,
+        out_dir=tmp_path / "out",
+        knowledge="none",
+        progress=False,
+        duration_s=1.0,
+        sampler="random",
+    )
+    base.update(kw)
+    return search.SearchOptions(**base)
+
+
+def search_calls():
+    """Evaluations at the search load (re-measurements run longer)."""
+    return [c for c, load in QueueDouble.calls if load.duration_s <= 1.0]
+
+
+def test_plan_is_cheapest_feasible_and_remeasured(env):
+    tmp, model = env
+    r = search.run_search(opts(tmp, model, budget=10))
+    assert r.outcome == "plan"
+    plan = read_plan(tmp / "out" / "plan.yaml")
+    feasible = [x for x in r.records if x.value is not None]
+    assert plan.cost_per_hour == pytest.approx(min(x.value for x in feasible))
+    # re-measured at the target load with the longer validation run, after the search
+    config, load = QueueDouble.calls[-1]
+    assert config == plan.to_config() and load.target_rps == 60 and load.duration_s == 2.0
+    assert plan.measured["p99_ms"] <= 50 and plan.load.target_rps == 60
+    assert plan.provenance.model_sha256 == plan.model.sha256
+    assert all(x["config"] != plan.config for x in plan.runners_up)
+    rows = (tmp / "out" / "trials.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + len(r.records) == 11
+    html = (tmp / "out" / "report.html").read_text()
+    assert html.count("<svg") == 3 and "http-equiv" not in html and "<script" not in html
+
+
+def test_resume_after_interrupt_never_remeasures(env):
+    tmp, model = env
+    with pytest.raises(KeyboardInterrupt):
+        search.run_search(opts(tmp, model, budget=9, backend_options={"interrupt_after": 5}))
+    first = search_calls()
+    assert len(first) == 5  # 4 finished, the 5th interrupted
+    storage = f"sqlite:///{tmp / 'out' / 'study.db'}"
+    name = optuna.study.get_all_study_names(storage)[0]
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert len(measured_configs(study)) == 4
+    assert (tmp / "out" / "report.html").exists()  # the partial report of an interrupted run
+    QueueDouble.calls = []
+    r = search.run_search(opts(tmp, model, budget=9, resume=True))
+    second = search_calls()
+    assert len(second) == 5  # 9 in all: the 4 kept are not run again
+    assert not set(first[:4]) & set(second)
+    assert len(r.records) == 9 and len({x.config for x in r.records}) == 9
+
+
+def test_existing_study_without_resume_is_refused(env, capsys):
+    tmp, model = env
+    search.run_search(opts(tmp, model, budget=2))
+    argv = [
+        "search",
+        str(model),
+        "--slo-p99",
+        "50ms",
+        "--qps",
+        "60",
+        "--backend",
+        "double",
+        "--budget",
+        "2",
+        "--out",
+        str(tmp / "out"),
+        "--knowledge",
+        "none",
+        "--no-progress",
+        "--sampler",
+        "random",
+    ]
+    assert cli.main(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_parallel_workers_never_measure_a_config_twice_or_concurrently(env):
+    tmp, model = env
+    started = threading.active_count()
+    r = search.run_search(
+        opts(tmp, model, budget=12, parallel=3, sampler="tpe", backend_options={"sleep_s": 0.05})
+    )
+    calls = search_calls()
+    assert len(calls) == 12 and len(set(calls)) == 12
+    assert QueueDouble.overlaps == []
+    assert QueueDouble.closed == 3  # one backend per worker, all torn down
+    assert r.outcome == "plan" and threading.active_count() == started
+
+
+def test_failed_remeasurement_moves_on_to_the_next_best(env):
+    tmp, model = env
+    first = search.run_search(opts(tmp, model, budget=20, out_dir=tmp / "a"))
+    bad = first.chosen.key()
+    QueueDouble.reset()
+    r = search.run_search(
+        opts(tmp, model, budget=20, out_dir=tmp / "b", backend_options={"fail_validation": {bad}})
+    )
+    assert r.outcome == "plan" and r.chosen.key() != bad
+    plan = yaml.safe_load((tmp / "b" / "plan.yaml").read_text())
+    assert any(x["validation"] == "failed" for x in plan["runners_up"])
+
+
+def test_unmeetable_slo_exits_1_with_closest_configs(env, capsys):
+    tmp, model = env
+    argv = [
+        "search",
+        str(model),
+        "--slo-p99",
+        "1ms",
+        "--qps",
+        "60",
+        "--backend",
+        "double",
+        "--budget",
+        "5",
+        "--out",
+        str(tmp / "out"),
+        "--knowledge",
+        "none",
+        "--no-progress",
+        "--duration",
+        "1",
+        "--sampler",
+        "random",
+    ]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "no config met the SLO" in err and "closest configs" in err
+    assert err.count("batch_size=") == 5 and "Traceback" not in err
+    assert not (tmp / "out" / "plan.yaml").exists()
+    assert "No plan." in (tmp / "out" / "report.html").read_text()
+
+
+def test_ctrl_c_exits_130_tears_down_and_keeps_trials(env, capsys):
+    tmp, model = env
+    argv = [
+        "search",
+        str(model),
+        "--slo-p99",
+        "50ms",
+        "--qps",
+        "60",
+        "--backend",
+        "double",
+        "--budget",
+        "8",
+        "--out",
+        str(tmp / "out"),
+        "--knowledge",
+        "none",
+        "--no-progress",
+        "--duration",
+        "1",
+        "--sampler",
+        "random",
+        "--backend-option",
+        "interrupt_after=3",
+    ]
+    assert cli.main(argv) == 130
+    assert QueueDouble.closed == 1
+    storage = f"sqlite:///{tmp / 'out' / 'study.db'}"
+    study = optuna.load_study(
+        study_name=optuna.study.get_all_study_names(storage)[0], storage=storage
+    )
+    assert len(trial_records(study, search.Objective(50, 60))) == 2
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+@pytest.mark.parametrize(
+    ("space_text", "field"),
+    [
+        ("gpu_type: [cpu, Z100]", "dimensions.gpu_type: unknown GPU type 'Z100'"),
+        ("replicas: [1, 2]\n  colour: [red]", "unknown dimension 'colour'"),
+    ],
+)
+def test_bad_space_names_the_field_exit_2(env, capsys, space_text, field):
+    tmp, model = env
+    text = (Path(search.SPACES_DIR) / "cpu-local.yaml").read_text()
+    bad = (
+        text.replace("gpu_type: [cpu]", space_text)
+        if "Z100" in space_text
+        else text.replace("replicas: [1, 2]", space_text)
+    )
+    (tmp / "bad.yaml").write_text(bad)
+    argv = [
+        "search",
+        str(model),
+        "--slo-p99",
+        "50ms",
+        "--space",
+        str(tmp / "bad.yaml"),
+        "--backend",
+        "double",
+        "--out",
+        str(tmp / "out"),
+        "--knowledge",
+        "none",
+    ]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and field in err
+
+
+def test_bad_slo_is_one_line(env, capsys):
+    tmp, model = env
+    assert cli.main(["search", str(model), "--slo-p99", "fast"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "autoconf: error: --slo-p99: cannot read 'fast' as a latency (e.g. 50ms, 0.2s)"
+    )
+    assert search.parse_duration_ms("0.2s") == 200 and search.parse_duration_ms("50") == 50
