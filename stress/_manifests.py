@@ -1,0 +1,629 @@
+"""Kubernetes manifests, as plain dicts, for a trial deployment and for a final serving plan.
+
+A trial is a Deployment of Triton Inference Server, its Service, and a ConfigMap holding the
+generated Triton model configuration (``config.pbtxt``). The model reaches the pod through an
+**initContainer**: it copies ``config.pbtxt`` into an ``emptyDir`` model repository and either
+downloads ``model.onnx`` from a configurable URI (``http(s)://``, with curl) or, for small
+models (< ~900 KiB) and no URI, copies it from the ConfigMap's ``binaryData``. Triton then
+serves ``/models`` read-only. The load runs in-cluster as Locust master/worker Jobs.
+
+Every object carries ``app.kubernetes.io/managed-by=autoconf`` and the ``autoconf.io/study`` /
+``autoconf.io/trial`` labels of its spec, so leftovers can be found and removed by label.
+:func:`validate_manifests` checks documents against the real Kubernetes schemas offline with
+``kubernetes-validate`` in strict mode.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._api import DeploymentSpec, StressError
+
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.08-py3"
+FETCH_IMAGE = "curlimages/curl:8.10.1"
+LOCUST_IMAGE = "locustio/locust:2.47.0"
+#: The Kubernetes version whose schemas :func:`validate_manifests` checks against.
+KUBERNETES_VERSION = "1.30"
+
+LABEL_STUDY = "autoconf.io/study"
+LABEL_TRIAL = "autoconf.io/trial"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "autoconf"}
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=autoconf"
+
+HTTP_PORT = 8000
+GRPC_PORT = 8001
+METRICS_PORT = 8002
+LOCUST_MASTER_PORT = 5557
+
+#: Search-space GPU names -> values of the node label (``nvidia.com/gpu.product``, set by
+#: NVIDIA's GPU feature discovery). SXM/PCIe variants differ per cloud: override with
+#: ``ManifestOptions(gpu_product_labels={...})`` to match your nodes (``kubectl get nodes
+#: -L nvidia.com/gpu.product``). A name missing here is used verbatim.
+GPU_PRODUCT_LABELS: dict[str, str] = {
+    "T4": "Tesla-T4",
+    "V100": "Tesla-V100-SXM2-16GB",
+    "K80": "Tesla-K80",
+    "M60": "Tesla-M60",
+    "L4": "NVIDIA-L4",
+    "A10G": "NVIDIA-A10G",
+    "A100-40GB": "NVIDIA-A100-SXM4-40GB",
+    "A100-80GB": "NVIDIA-A100-SXM4-80GB",
+    "H100": "NVIDIA-H100-80GB-HBM3",
+}
+
+#: A ConfigMap holds at most 1 MiB; leave room for config.pbtxt and metadata.
+MAX_EMBEDDED_MODEL_BYTES = 900 * 1024
+_RUN_AS_USER = 1000  # the triton-server and locust users of the official images
+
+
+@dataclass
+class ManifestOptions:
+    """What a cluster needs that a :class:`DeploymentSpec` does not say."""
+
+    namespace: str = "default"
+    image: str = TRITON_IMAGE
+    fetch_image: str = FETCH_IMAGE
+    locust_image: str = LOCUST_IMAGE
+    #: ``http(s)://`` URI of the ONNX file; ``None`` embeds small models in the ConfigMap.
+    model_uri: str | None = None
+    gpu_label: str = "nvidia.com/gpu.product"
+    gpu_product_labels: dict[str, str] = field(default_factory=dict)
+    default_memory_mb: int = 2048
+    service_account: str | None = None
+    image_pull_secrets: list[str] = field(default_factory=list)
+
+    def gpu_label_value(self, gpu_type: str) -> str:
+        return {**GPU_PRODUCT_LABELS, **self.gpu_product_labels}.get(gpu_type, gpu_type)
+
+
+def dns_name(text: str, max_len: int = 63) -> str:
+    """``text`` as a DNS-1123 label (lowercase alphanumerics and '-')."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return (name[:max_len].rstrip("-")) or "x"
+
+
+def label_value(text: str) -> str:
+    """``text`` as a valid label value (<= 63 chars of [A-Za-z0-9._-], alphanumeric ends)."""
+    value = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text))[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
+
+
+def trial_labels(spec: DeploymentSpec) -> dict[str, str]:
+    """The labels every object of this spec carries (managed-by, study, trial)."""
+    labels = dict(MANAGED_BY)
+    for key, label in (("study", LABEL_STUDY), ("trial", LABEL_TRIAL)):
+        if spec.labels.get(key):
+            labels[label] = label_value(spec.labels[key])
+    for key, value in spec.labels.items():
+        if "/" in key or key not in ("study", "trial"):
+            labels[key] = label_value(value)
+    return labels
+
+
+def triton_model_config(spec: DeploymentSpec) -> str:
+    """The Triton model configuration (``config.pbtxt``) for ``spec``."""
+    kind = "KIND_GPU" if spec.uses_gpu else "KIND_CPU"
+    count = max(1, spec.instances_per_gpu) if spec.uses_gpu else 1
+    delay_us = int(round(spec.max_queue_delay_ms * 1000))
+    threads = max(1, int(round(spec.cpu_cores)))
+    return (
+        f'name: "{spec.model_name}"\n'
+        'platform: "onnxruntime_onnx"\n'
+        f"max_batch_size: {int(spec.batch_size)}\n"
+        f"dynamic_batching {{\n  max_queue_delay_microseconds: {delay_us}\n}}\n"
+        f"instance_group [\n  {{\n    count: {count}\n    kind: {kind}\n  }}\n]\n"
+        "parameters {\n"
+        '  key: "intra_op_thread_count"\n'
+        f'  value: {{ string_value: "{threads}" }}\n'
+        "}\n"
+    )
+
+
+def _cpu_quantity(cores: float) -> str:
+    return str(int(cores)) if float(cores).is_integer() else f"{int(round(cores * 1000))}m"
+
+
+def _resources(spec: DeploymentSpec, opts: ManifestOptions) -> dict[str, Any]:
+    amounts = {
+        "cpu": _cpu_quantity(spec.cpu_cores),
+        "memory": f"{spec.memory_mb or opts.default_memory_mb}Mi",
+    }
+    if spec.uses_gpu:
+        amounts["nvidia.com/gpu"] = "1"
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": _RUN_AS_USER,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": _RUN_AS_USER,
+        "runAsGroup": _RUN_AS_USER,
+        "fsGroup": _RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _meta(name: str, namespace: str, labels: Mapping[str, str], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": dict(labels), **extra}
+
+
+def _embeddable(spec: DeploymentSpec, opts: ManifestOptions) -> bool:
+    path = Path(spec.model_path)
+    return (
+        opts.model_uri is None
+        and path.is_file()
+        and path.stat().st_size <= MAX_EMBEDDED_MODEL_BYTES
+    )
+
+
+def model_config_map(
+    name: str, spec: DeploymentSpec, opts: ManifestOptions, labels: Mapping[str, str]
+) -> dict[str, Any]:
+    """ConfigMap with ``config.pbtxt`` (and ``model.onnx`` when small enough to embed)."""
+    doc: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(name, opts.namespace, labels),
+        "data": {"config.pbtxt": triton_model_config(spec)},
+    }
+    if _embeddable(spec, opts):
+        raw = Path(spec.model_path).read_bytes()
+        doc["binaryData"] = {"model.onnx": base64.b64encode(raw).decode("ascii")}
+    return doc
+
+
+def _fetch_container(spec: DeploymentSpec, opts: ManifestOptions) -> dict[str, Any]:
+    model_dir = f"/models/{spec.model_name}"
+    if _embeddable(spec, opts):
+        get_model = f"cp /config/model.onnx {model_dir}/1/model.onnx"
+        env: list[dict[str, Any]] = []
+    else:
+        get_model = (
+            'if [ -z "$MODEL_URI" ]; then echo "MODEL_URI is not set: upload model.onnx and set '
+            'ManifestOptions.model_uri (autoconf --model-uri)" >&2; exit 1; fi; '
+            f'curl -fsSL --retry 3 -o {model_dir}/1/model.onnx "$MODEL_URI"'
+        )
+        env = [{"name": "MODEL_URI", "value": opts.model_uri or ""}]
+    script = (
+        f"set -e; mkdir -p {model_dir}/1; cp /config/config.pbtxt {model_dir}/config.pbtxt; "
+        + get_model
+    )
+    return {
+        "name": "fetch-model",
+        "image": opts.fetch_image,
+        "command": ["sh", "-c", script],
+        "env": env,
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "500m", "memory": "256Mi"},
+        },
+        "securityContext": _container_security(),
+        "volumeMounts": [
+            {"name": "model-repository", "mountPath": "/models"},
+            {"name": "model-config", "mountPath": "/config", "readOnly": True},
+        ],
+    }
+
+
+def _probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period_s,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _pod_spec(spec: DeploymentSpec, opts: ManifestOptions, config_map: str) -> dict[str, Any]:
+    triton = {
+        "name": "triton",
+        "image": opts.image,
+        "args": [
+            "tritonserver",
+            "--model-repository=/models",
+            "--model-control-mode=none",
+            f"--http-port={HTTP_PORT}",
+            f"--grpc-port={GRPC_PORT}",
+            f"--metrics-port={METRICS_PORT}",
+        ],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
+        "resources": _resources(spec, opts),
+        "securityContext": _container_security(),
+        "readinessProbe": _probe("/v2/health/ready", 2, 3),
+        "livenessProbe": _probe("/v2/health/live", 10, 3),
+        "startupProbe": _probe("/v2/health/live", 2, 150),
+        "volumeMounts": [
+            {"name": "model-repository", "mountPath": "/models", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+    }
+    pod: dict[str, Any] = {
+        "securityContext": _pod_security(),
+        "automountServiceAccountToken": False,
+        "initContainers": [_fetch_container(spec, opts)],
+        "containers": [triton],
+        "volumes": [
+            {"name": "model-repository", "emptyDir": {}},
+            {"name": "model-config", "configMap": {"name": config_map}},
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
+        ],
+    }
+    if spec.uses_gpu:
+        pod["nodeSelector"] = {opts.gpu_label: opts.gpu_label_value(str(spec.gpu_type))}
+        pod["tolerations"] = [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    if opts.service_account:
+        pod["serviceAccountName"] = opts.service_account
+    if opts.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in opts.image_pull_secrets]
+    return pod
+
+
+def render_trial_manifests(
+    spec: DeploymentSpec,
+    name: str,
+    opts: ManifestOptions | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """ConfigMap, Deployment and Service of one trial named ``name`` (a DNS label)."""
+    opts = opts or ManifestOptions()
+    labels = {**trial_labels(spec), **(extra_labels or {})}
+    selector = {"app.kubernetes.io/name": "triton", "app.kubernetes.io/instance": name}
+    pod_labels = {**labels, **selector, LABEL_COMPONENT: "server"}
+    config_map = f"{name}-model"
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, opts.namespace, {**labels, **selector}),
+        "spec": {
+            "replicas": int(spec.replicas),
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": _pod_spec(spec, opts, config_map),
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, opts.namespace, {**labels, **selector}),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [
+                {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
+                {
+                    "name": "metrics",
+                    "port": METRICS_PORT,
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                },
+            ],
+        },
+    }
+    return [model_config_map(config_map, spec, opts, labels), deployment, service]
+
+
+@dataclass(frozen=True)
+class LoadJobSpec:
+    """One in-cluster load run: what the Locust master/worker Jobs are given."""
+
+    target_url: str
+    duration_s: float
+    warmup_s: float
+    workers: int = 1
+    #: filename -> source text, mounted at /locust in every Locust pod (the locustfile and
+    #: any module it imports).
+    files: Mapping[str, str] = field(default_factory=dict)
+    locustfile: str = "locustfile.py"
+    #: Environment of every Locust container (the load configuration).
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def render_load_manifests(
+    spec: DeploymentSpec,
+    name: str,
+    load: LoadJobSpec,
+    opts: ManifestOptions | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """ConfigMap (locustfile), master Service, and the master and worker Jobs of one run.
+
+    The master starts one user per worker; the worker Job is ``Indexed`` so each worker
+    knows its index (``JOB_COMPLETION_INDEX``). Workers reach the master through the
+    ``{name}-master`` Service.
+    """
+    opts = opts or ManifestOptions()
+    labels = {**trial_labels(spec), **(extra_labels or {}), LABEL_COMPONENT: "load"}
+    master_sel = {
+        "app.kubernetes.io/name": "locust",
+        "app.kubernetes.io/instance": f"{name}-master",
+    }
+    worker_sel = {
+        "app.kubernetes.io/name": "locust",
+        "app.kubernetes.io/instance": f"{name}-worker",
+    }
+    run_time_s = int(load.warmup_s + load.duration_s + 0.999) + 30
+    common = ["-f", f"/locust/{load.locustfile}", "--host", load.target_url]
+    workers = int(load.workers)
+
+    def job(role: str, sel: dict[str, str], args: list[str], count: int) -> dict[str, Any]:
+        container: dict[str, Any] = {
+            "name": "locust",
+            "image": opts.locust_image,
+            "args": args,
+            "env": [{"name": k, "value": v} for k, v in load.env.items()],
+            "resources": {
+                "requests": {"cpu": "1", "memory": "512Mi"},
+                "limits": {"cpu": "1", "memory": "512Mi"},
+            },
+            "securityContext": _container_security(),
+            "volumeMounts": [
+                {"name": "locustfile", "mountPath": "/locust", "readOnly": True},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+        }
+        if role == "master":
+            container["ports"] = [
+                {"name": "master", "containerPort": LOCUST_MASTER_PORT, "protocol": "TCP"}
+            ]
+        job_spec: dict[str, Any] = {
+            "parallelism": count,
+            "completions": count,
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": run_time_s + 300,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": {**labels, **sel}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": _pod_security(),
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "locustfile", "configMap": {"name": f"{name}-locust"}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        }
+        if role == "worker":
+            job_spec["completionMode"] = "Indexed"
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": _meta(f"{name}-{role}", opts.namespace, {**labels, **sel}),
+            "spec": job_spec,
+        }
+
+    master_args = [
+        *common,
+        "--master",
+        "--headless",
+        f"--expect-workers={workers}",
+        f"--users={workers}",
+        f"--spawn-rate={workers}",
+        f"--run-time={run_time_s}s",
+        "--only-summary",
+    ]
+    worker_args = [*common, "--worker", f"--master-host={name}-master"]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(f"{name}-locust", opts.namespace, labels),
+            "data": dict(load.files),
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(f"{name}-master", opts.namespace, labels),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": master_sel,
+                "ports": [
+                    {
+                        "name": "master",
+                        "port": LOCUST_MASTER_PORT,
+                        "targetPort": "master",
+                        "protocol": "TCP",
+                    }
+                ],
+            },
+        },
+        job("master", master_sel, master_args, 1),
+        job("worker", worker_sel, worker_args, workers),
+    ]
+
+
+def render_plan_manifests(
+    spec: DeploymentSpec,
+    *,
+    image: str = TRITON_IMAGE,
+    namespace: str = "default",
+    hpa_max_replicas: int | None = None,
+    hpa_cpu_utilization_pct: int = 70,
+    kserve: bool = False,
+    name: str | None = None,
+    options: ManifestOptions | None = None,
+) -> list[dict[str, Any]]:
+    """Deployable manifests for a final plan: ConfigMap, Deployment, Service, HPA
+    (autoscaling/v2, from ``spec.replicas`` up to ``hpa_max_replicas``, default twice that),
+    and with ``kserve`` a KServe ``InferenceService`` serving the same model with Triton.
+
+    The HPA scales on CPU utilization (the one metric every cluster has); scaling on Triton's
+    queue time needs a custom-metrics adapter and is left to the operator.
+    """
+    opts = options or ManifestOptions()
+    opts = ManifestOptions(**{**opts.__dict__, "image": image, "namespace": namespace})
+    name = dns_name(name or f"{spec.model_name}-serving")
+    docs = render_trial_manifests(spec, name, opts)
+    min_r = max(1, int(spec.replicas))
+    max_r = max(min_r, int(hpa_max_replicas) if hpa_max_replicas else 2 * min_r)
+    labels = trial_labels(spec)
+    docs.append(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": _meta(name, namespace, labels),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": min_r,
+                "maxReplicas": max_r,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": int(hpa_cpu_utilization_pct),
+                            },
+                        },
+                    }
+                ],
+            },
+        }
+    )
+    if kserve:
+        docs.append(_inference_service(spec, name, opts, labels, min_r, max_r))
+    return docs
+
+
+def _inference_service(
+    spec: DeploymentSpec,
+    name: str,
+    opts: ManifestOptions,
+    labels: Mapping[str, str],
+    min_r: int,
+    max_r: int,
+) -> dict[str, Any]:
+    tag = opts.image.rsplit(":", 1)[-1] if ":" in opts.image else "latest"
+    predictor: dict[str, Any] = {
+        "minReplicas": min_r,
+        "maxReplicas": max_r,
+        "model": {
+            "modelFormat": {"name": "onnx"},
+            "runtime": "kserve-tritonserver",
+            "runtimeVersion": tag,
+            "storageUri": opts.model_uri or f"pvc://models/{spec.model_name}",
+            "resources": _resources(spec, opts),
+            "securityContext": _container_security(),
+        },
+    }
+    if spec.uses_gpu:
+        predictor["nodeSelector"] = {opts.gpu_label: opts.gpu_label_value(str(spec.gpu_type))}
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": _meta(f"{name}-kserve", opts.namespace, labels),
+        "spec": {"predictor": predictor},
+    }
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _definitions() -> dict[str, Any]:
+    import kubernetes_validate.utils as kvu
+
+    version = [
+        v for v in kvu.all_versions() if kvu.major_minor(v) <= kvu.major_minor(KUBERNETES_VERSION)
+    ][-1]
+    return kvu.schema_contents(
+        f"kubernetes-json-schema/v{version}-local-strict/_definitions.json", KUBERNETES_VERSION
+    )
+
+
+def _validate_fragment(value: Any, definition: str, where: str) -> None:
+    """Validate ``value`` against one core type of the strict schemas (e.g. ObjectMeta)."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    defs = _definitions()
+    registry = Resource.from_contents(defs) @ Registry()
+    schema = {"$ref": f"{defs['$id']}#/$defs/{definition}"}
+    try:
+        jsonschema.Draft202012Validator(schema, registry=registry).validate(value)
+    except jsonschema.ValidationError as exc:
+        path = ".".join(str(p) for p in exc.path)
+        raise StressError(f"invalid {where}: {path}: {exc.message}") from None
+
+
+def _validate_inference_service(doc: Mapping[str, Any]) -> None:
+    """KServe's CRD has no schema in kubernetes-validate: check the shape, and validate the
+    parts that are core Kubernetes types (metadata, resources, securityContext) strictly."""
+    name = doc.get("metadata", {}).get("name", "?")
+    where = f"InferenceService {name}"
+    if doc.get("apiVersion") != "serving.kserve.io/v1beta1":
+        raise StressError(f"{where}: apiVersion must be serving.kserve.io/v1beta1")
+    _validate_fragment(
+        doc.get("metadata", {}),
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        f"{where} metadata",
+    )
+    predictor = doc.get("spec", {}).get("predictor")
+    model = (predictor or {}).get("model")
+    if not isinstance(model, dict) or not model.get("storageUri") or not model.get("modelFormat"):
+        raise StressError(f"{where}: spec.predictor.model needs modelFormat and storageUri")
+    if "resources" in model:
+        _validate_fragment(
+            model["resources"], "io.k8s.api.core.v1.ResourceRequirements", f"{where} resources"
+        )
+    if "securityContext" in model:
+        _validate_fragment(
+            model["securityContext"],
+            "io.k8s.api.core.v1.SecurityContext",
+            f"{where} securityContext",
+        )
+    for key in ("minReplicas", "maxReplicas"):
+        if key in predictor and not (isinstance(predictor[key], int) and predictor[key] >= 0):
+            raise StressError(f"{where}: spec.predictor.{key} must be a non-negative integer")
+
+
+def validate_manifests(
+    docs: Iterable[Mapping[str, Any]], version: str = KUBERNETES_VERSION
+) -> None:
+    """Validate every document against the Kubernetes ``version`` schemas, strictly (unknown
+    fields are errors), offline. KServe InferenceServices get a partial check (see
+    :func:`_validate_inference_service`). Raises :class:`StressError` naming the document."""
+    import kubernetes_validate
+
+    for doc in docs:
+        if doc.get("kind") == "InferenceService":
+            _validate_inference_service(doc)
+            continue
+        kind, name = doc.get("kind", "?"), doc.get("metadata", {}).get("name", "?")
+        try:
+            kubernetes_validate.validate(dict(doc), version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            raise StressError(f"invalid {kind} {name}: {path}: {exc.message}") from None
+        except kubernetes_validate.SchemaNotFoundError:
+            raise StressError(f"no schema for {kind} ({doc.get('apiVersion')})") from None
