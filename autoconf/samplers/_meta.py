@@ -1,0 +1,445 @@
+"""The ``meta`` sampler: Bayesian optimization over a discrete space with a learned prior.
+
+The surrogate is a Bayesian linear model of a config's *score* (see ``autoconf.prior``)::
+
+    score(c) = mu(c) + b0 + b1 * mu(c) + sum_k w_k * D_k(c) + sum_d v_d[c_d] + e(c)
+
+``mu`` is the prior's mean over the training models and ``D_k`` each training model's deviation
+from it: the posterior over ``w`` re-weights the training models by how well they explain the
+target's observations so far (a Gaussian process whose kernel is the empirical covariance across
+models). ``v`` are main effects of each dimension's values (what a plain BO learns when the
+knowledge base is empty) and ``e`` a per-config residual whose variance is the training models'
+leave-one-out residual variance at that prior level (heteroscedastic, so the tail is covered).
+The posterior is refit from the study's trials at every suggestion (no state kept between
+trials, so threads and processes sharing a storage see the same history).
+
+Acquisition:
+
+* without a target load (maximise the score): the probability that a config beats every other
+  unmeasured one and the incumbent (its posterior marginals, integrated on a grid);
+* at a target load (minimise cost): the score is one replica's log capacity at the SLO, modelled
+  per *base config* (every dimension but replicas). The replicas a load needs follow from it
+  (throughput is about linear in replicas), cost is known in advance, so the acquisition is the
+  expected improvement in cost times the probability that the config serves the load.
+
+Running trials are pending: they are never re-suggested and are told their posterior mean
+(constant liar), so that K parallel workers spread out. Measured configs are never suggested.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+from scipy.special import ndtr
+
+from .._objective import THROUGHPUT_TOLERANCE, Objective
+from .._space import SearchSpace
+from .._study import config_of, distributions
+from .._types import Config, Measurement
+from . import SamplerContext
+
+#: Prior variance (times 1/K) of each training model's weight in the target's deviation.
+MODEL_WEIGHT_VARIANCE = 1.0
+#: Grid points of the probability-of-maximum integral.
+GRID_POINTS = 256
+#: At most this many candidates enter the probability-of-maximum integral (by upper bound).
+MAX_CANDIDATES = 1500
+#: Stop when the confidence that the incumbent is within 5% of the optimum reaches this...
+STOP_CONFIDENCE = 0.95
+#: ...and the best remaining expected improvement is below this fraction of the incumbent.
+STOP_EI_FRACTION = 0.005
+
+
+def make(context: SamplerContext) -> MetaSampler:
+    prior = None
+    if context.history:
+        from ..prior import train_prior
+
+        same = [t for t in context.history if t.space.name == context.space.name]
+        prior = train_prior(same or context.history, space=context.space if same else None)
+    return MetaSampler(context.space, context.objective, prior, context.target_features, context.seed)
+
+
+class _Surrogate:
+    """The Bayesian linear model over the space's units (configs, or base configs)."""
+
+    def __init__(self, space: SearchSpace, objective: Objective, prior, target_features) -> None:
+        self.space = space
+        self.objective = objective
+        self.configs = space.configs()
+        self.index = {c: i for i, c in enumerate(self.configs)}
+        self.capacity = objective.target_rps is not None
+        dims = space.dimension_names
+        per_base = self.capacity and "replicas" in dims and len(space.values("replicas")) > 1
+        self.unit_dims = [d for d in dims if not (per_base and d == "replicas")]
+        units: dict[tuple, int] = {}
+        self.unit_of = np.empty(len(self.configs), dtype=int)
+        unit_configs: list[Config] = []
+        for i, c in enumerate(self.configs):
+            key = tuple(getattr(c, d) for d in self.unit_dims)
+            if key not in units:
+                units[key] = len(units)
+                unit_configs.append(Config.from_dict({**c.to_dict(), "replicas": 1}) if per_base else c)
+            self.unit_of[i] = units[key]
+        self.unit_configs = unit_configs
+        self.replicas = np.array([c.replicas for c in self.configs], dtype=float)
+        self.cost = np.array([space.cost_per_hour(c) for c in self.configs])
+        self._build_features(prior, target_features)
+
+    def _build_features(self, prior, target_features) -> None:
+        U = len(self.unit_configs)
+        use_prior = prior is not None and prior.kind == ("log_capacity" if self.capacity else "value")
+        if use_prior:
+            S = prior.matrix_for(self.space, self.unit_configs)  # K x U
+            K = S.shape[0]
+            weights = np.full(K, 1.0 / K)
+            if target_features is not None and prior.model_features is not None:
+                f = np.asarray(target_features, dtype=float)
+                F = prior.model_features
+                if F.shape[1] == f.shape[0]:
+                    scale = F.std(0) + 1e-9
+                    d2 = (((F - f) / scale) ** 2).mean(1)
+                    weights = np.exp(-0.5 * d2 / max(np.median(d2), 1e-9))
+                    weights /= weights.sum()
+            mu = weights @ S
+            D = S - mu
+            # leave-one-out residual variance, binned by prior level (heteroscedastic noise)
+            if K >= 3:
+                loo = S - (S.sum(0) - S) / (K - 1)
+                noise = _binned_variance(mu, loo)
+            else:
+                noise = np.full(U, max(float(D.var()), 1e-6) + 1e-6)
+            self.level_sd = float(np.sqrt(np.mean(D.var(1)))) if K > 1 else 1.0
+            self.n_models = K
+        else:
+            mu = np.zeros(U)
+            D = np.zeros((0, U))
+            noise = None
+            self.level_sd = 1.0
+            self.n_models = 0
+        self.mu = mu
+        # one-hot main effects of every unit dimension with more than one value
+        onehots = []
+        for d in self.unit_dims:
+            vals = self.space.values(d)
+            if len(vals) < 2:
+                continue
+            col = np.array([vals.index(getattr(c, d)) for c in self.unit_configs])
+            onehots.append(np.eye(len(vals))[col])
+        H = np.hstack(onehots) if onehots else np.zeros((U, 0))
+        self.H = H
+        self.D = D.T  # U x K
+        self.noise = noise  # None: estimated from the target's observations
+
+    def fit(self, units: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and sd of every unit's score given observations ``y`` at ``units``."""
+        U = len(self.mu)
+        K = self.D.shape[1]
+        has_prior = K > 0
+        if has_prior:
+            base = self.mu
+            centred = self.mu - self.mu.mean()
+            cols = [np.ones((U, 1)), centred[:, None], self.D, self.H]
+            v_b0 = self.level_sd**2
+            v_h = 0.25 * float(np.mean(self.noise))
+            var = np.concatenate(
+                [[v_b0], [0.25], np.full(K, MODEL_WEIGHT_VARIANCE / K), np.full(self.H.shape[1], v_h)]
+            )
+            noise = self.noise
+        else:
+            base = np.zeros(U)
+            yc = y if len(y) else np.zeros(1)
+            spread = float(np.var(yc)) if len(y) > 1 else 1.0
+            spread = max(spread, 1e-6)
+            level = float(np.mean(yc)) if len(y) else 0.0
+            base = base + level
+            cols = [np.ones((U, 1)), self.H]
+            var = np.concatenate([[spread], np.full(self.H.shape[1], spread / 2)])
+            noise = np.full(U, 0.1 * spread)
+        Phi = np.hstack(cols)
+        if len(units) == 0:
+            m = base.copy()
+            v = (Phi**2) @ var + noise
+            return m, np.sqrt(v)
+        P = Phi[units]
+        r = y - base[units]
+        nz = noise[units]
+        A = (P.T / nz) @ P + np.diag(1.0 / var)
+        L = np.linalg.cholesky(A)
+        w = np.linalg.solve(A, P.T @ (r / nz))
+        m = base + Phi @ w
+        V = np.linalg.solve(L, Phi.T)
+        v = (V**2).sum(0) + noise
+        return m, np.sqrt(v)
+
+
+def _binned_variance(level: np.ndarray, resid: np.ndarray, bins: int = 20) -> np.ndarray:
+    """Per-unit residual variance: the mean squared residual of units at a similar level."""
+    U = level.shape[0]
+    if U < 2 * bins:
+        return np.full(U, max(float(np.mean(resid**2)), 1e-9))
+    edges = np.quantile(level, np.linspace(0, 1, bins + 1))
+    b = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, bins - 1)
+    out = np.empty(U)
+    for k in range(bins):
+        sel = b == k
+        if sel.any():
+            out[sel] = float(np.mean(resid[:, sel] ** 2))
+    return np.maximum(out, 1e-9)
+
+
+class MetaSampler(BaseSampler):
+    """Prior-mean Bayesian optimization (see the module docstring). One config per trial:
+    every parameter of a trial comes from one relative suggestion."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        objective: Objective,
+        prior=None,
+        target_features: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.space = space
+        self.objective = objective
+        self.prior = prior
+        self._rng = random.Random(seed)
+        self._dists = distributions(space)
+        self.model = _Surrogate(space, objective, prior, target_features)
+
+    # -- Optuna hooks ------------------------------------------------------------------------
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return dict(self._dists)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        state = self.state(study, exclude_trial=trial.number)
+        i = self._choose(state)
+        if i is None:
+            return {}
+        return {k: v for k, v in self.model.configs[i].to_dict().items() if k in search_space}
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self._rng.choice(param_distribution.choices)  # type: ignore[attr-defined]
+
+    # -- model state --------------------------------------------------------------------------
+
+    def state(self, study: Study, exclude_trial: int | None = None) -> dict[str, Any]:
+        """Observations from the study: measured configs, pending configs, the posterior."""
+        model = self.model
+        measured: dict[int, Measurement] = {}
+        pending: set[int] = set()
+        for t in study.get_trials(deepcopy=False):
+            if t.number == exclude_trial or not t.params:
+                continue
+            try:
+                i = model.index.get(config_of(t))
+            except (TypeError, ValueError):
+                continue
+            if i is None:
+                continue
+            if t.state == TrialState.COMPLETE and "measurement" in t.user_attrs:
+                if not t.user_attrs.get("repeat"):
+                    measured.setdefault(i, Measurement(**t.user_attrs["measurement"]))
+            elif t.state == TrialState.RUNNING:
+                pending.add(i)
+        pending -= set(measured)
+        units, ys = [], []
+        best = None
+        feasible_known: dict[int, bool] = {}
+        for i, m in measured.items():
+            s = self._score(model.configs[i], m)
+            if s is not None:
+                units.append(model.unit_of[i])
+                ys.append(s)
+            value = self.objective.value(m)
+            feasible_known[i] = value is not None
+            if value is not None and (best is None or self.objective.better(value, best)):
+                best = value
+        units_a = np.array(units, dtype=int)
+        y_a = np.array(ys, dtype=float)
+        m, s = model.fit(units_a, y_a)
+        if pending:  # constant liar: pending configs told their posterior mean
+            pu = np.array([model.unit_of[i] for i in pending], dtype=int)
+            m, s = model.fit(np.concatenate([units_a, pu]), np.concatenate([y_a, m[pu]]))
+        return {"measured": measured, "pending": pending, "mean": m, "sd": s, "best": best}
+
+    def _score(self, config: Config, m: Measurement) -> float | None:
+        if self.model.capacity:
+            if not m.ok:
+                return None
+            if m.capacity_rps is not None:
+                return math.log(max(m.capacity_rps, 1e-3) / config.replicas)
+            return None
+        if not m.ok:
+            return None
+        v = self.objective.value(m)
+        if v is None and self.objective.slo_p99_ms is None:
+            v = m.rps_per_cost
+        return None if v is None else float(v)
+
+    def _open(self, state: dict[str, Any]) -> np.ndarray:
+        free = np.ones(len(self.model.configs), dtype=bool)
+        for i in state["measured"]:
+            free[i] = False
+        for i in state["pending"]:
+            free[i] = False
+        return free
+
+    def feasibility(self, state: dict[str, Any]) -> np.ndarray:
+        """P(config serves the target load within the SLO), from the capacity posterior."""
+        model = self.model
+        need = np.log(self.objective.target_rps * THROUGHPUT_TOLERANCE / model.replicas)
+        m = state["mean"][model.unit_of]
+        s = state["sd"][model.unit_of]
+        p = 1.0 - ndtr((need - m) / s)
+        for i, meas in state["measured"].items():
+            p[i] = 1.0 if self.objective.value(meas) is not None else 0.0
+        return p
+
+    def acquisition(self, state: dict[str, Any]) -> np.ndarray:
+        """Score of each config (higher = suggest first); -inf where not suggestible."""
+        free = self._open(state)
+        out = np.full(len(free), -np.inf)
+        if not free.any():
+            return out
+        model = self.model
+        if model.capacity:
+            p = self.feasibility(state)
+            best = state["best"]
+            ref = best if best is not None else float(model.cost.max()) * 1.0001
+            gain = np.maximum(ref - model.cost, 0.0)
+            acq = gain * p + 1e-12 * p
+            out[free] = acq[free]
+            return out
+        sign = 1.0 if self.objective.direction == "maximize" else -1.0
+        m = sign * state["mean"][model.unit_of]
+        s = state["sd"][model.unit_of]
+        best = state["best"]
+        incumbent = -np.inf if best is None else sign * best
+        import os
+        if os.environ.get("META_ACQ") == "mean":
+            out[free] = m[free]
+        elif os.environ.get("META_ACQ") == "ucb":
+            out[free] = m[free] + float(os.environ.get("META_BETA", "0.5")) * s[free]
+        else:
+            out[free] = _prob_of_max(m[free], s[free], incumbent)
+        return out
+
+    def _choose(self, state: dict[str, Any]) -> int | None:
+        acq = self.acquisition(state)
+        if not np.isfinite(acq).any():
+            return None
+        top = np.flatnonzero(acq == acq.max())
+        return int(top[0]) if len(top) == 1 else int(self._rng.choice(list(top)))
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def confidence_within_5pct(self, study: Study) -> float:
+        """P(the incumbent is within 5% of the optimum), under the posterior (independent
+        marginals); 0.0 without a feasible incumbent."""
+        state = self.state(study)
+        return self._confidence(state)
+
+    def _confidence(self, state: dict[str, Any]) -> float:
+        best = state["best"]
+        if best is None:
+            return 0.0
+        free = self._open(state)
+        model = self.model
+        if model.capacity:
+            p = self.feasibility(state)
+            threat = free & (model.cost < best / 1.05)
+            return float(np.exp(np.sum(np.log1p(-np.clip(p[threat], 0, 1 - 1e-12)))))
+        m = state["mean"][model.unit_of][free]
+        s = state["sd"][model.unit_of][free]
+        if self.objective.direction == "maximize":
+            z = (best * 1.05 - m) / s if best >= 0 else (best * 0.95 - m) / s
+            return float(np.exp(np.sum(np.log(np.clip(ndtr(z), 1e-300, 1.0)))))
+        z = (m - best / 1.05) / s
+        return float(np.exp(np.sum(np.log(np.clip(ndtr(z), 1e-300, 1.0)))))
+
+    def expected_improvement(self, state: dict[str, Any]) -> float:
+        """The best remaining expected improvement over the incumbent (objective units)."""
+        best = state["best"]
+        free = self._open(state)
+        if best is None or not free.any():
+            return math.inf if best is None else 0.0
+        model = self.model
+        if model.capacity:
+            p = self.feasibility(state)
+            return float(np.max(np.maximum(best - model.cost, 0.0)[free] * p[free]))
+        sign = 1.0 if self.objective.direction == "maximize" else -1.0
+        m = sign * state["mean"][model.unit_of][free]
+        s = state["sd"][model.unit_of][free]
+        z = (m - sign * best) / s
+        ei = (m - sign * best) * ndtr(z) + s * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        return float(ei.max())
+
+    def should_stop(self, study: Study) -> bool:
+        """True when the remaining expected improvement is negligible and the incumbent is
+        within 5% of the optimum with confidence >= STOP_CONFIDENCE."""
+        state = self.state(study)
+        best = state["best"]
+        if best is None:
+            return False
+        if self.expected_improvement(state) > STOP_EI_FRACTION * abs(best):
+            return False
+        return self._confidence(state) >= STOP_CONFIDENCE
+
+
+def _prob_of_max(m: np.ndarray, s: np.ndarray, incumbent: float) -> np.ndarray:
+    """P(candidate i is the largest of all candidates and above ``incumbent``), independent
+    Gaussian marginals, integrated on a grid; ties broken by the mean."""
+    n = len(m)
+    upper = m + 4.0 * s
+    lo = max(incumbent, float(np.max(m - 4.0 * s)))
+    hi = float(upper.max())
+    out = np.zeros(n)
+    if not hi > lo:
+        return m * 1e-9 + 1e-12 * 0
+    order = np.argsort(-upper)
+    cand = order[: min(n, MAX_CANDIDATES)]
+    cand = cand[upper[cand] > lo]
+    if len(cand) == 0:
+        return m * 1e-12
+    grid = np.linspace(lo, hi, GRID_POINTS + 1)
+    F = ndtr((grid[None, :] - m[cand, None]) / s[cand, None])
+    logF = np.log(np.clip(F, 1e-300, 1.0))
+    total = logF.sum(0)
+    pmf = np.diff(F, axis=1)
+    mid = 0.5 * (logF[:, 1:] + logF[:, :-1])
+    others = np.exp(0.5 * (total[1:] + total[:-1]) - mid)
+    out[cand] = (pmf * others).sum(1)
+    # below-resolution candidates keep a tiny mean-ordered score, so the order stays sensible
+    return out + 1e-12 * (m - m.min()) / (np.ptp(m) + 1e-12)
+
+
+def should_stop(study: optuna.Study, objective: Objective | None = None) -> bool:
+    """The stopping rule of a study run by the ``meta`` sampler (False for other samplers)."""
+    sampler = study.sampler
+    return isinstance(sampler, MetaSampler) and sampler.should_stop(study)
+
+
+def confidence_within_5pct(study: optuna.Study, objective: Objective | None = None) -> float:
+    """P(the incumbent is within 5% of the optimum) for a study run by the ``meta`` sampler."""
+    sampler = study.sampler
+    if not isinstance(sampler, MetaSampler):
+        return 0.0
+    return sampler.confidence_within_5pct(study)
