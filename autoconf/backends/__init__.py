@@ -10,7 +10,10 @@ from .._space import SearchSpace
 from ._base import Backend
 
 #: name -> "module:Class", imported on first use so that heavy dependencies load lazily.
-BACKENDS: dict[str, str] = {}
+BACKENDS: dict[str, str] = {
+    "replay": "autoconf.backends._replay:ReplayBackend",
+    "sim": "autoconf.backends._sim:SimBackend",
+}
 
 
 def get_backend(name: str, space: SearchSpace, **options: Any) -> Backend:

@@ -42,8 +42,15 @@ class SamplerContext:
     history: list[ModelTable] = field(default_factory=list)
 
 
-#: name -> "module" holding ``make(context: SamplerContext) -> optuna.samplers.BaseSampler``.
-SAMPLERS: dict[str, str] = {}
+#: name -> "module" holding ``make(context: SamplerContext) -> optuna.samplers.BaseSampler``
+#: (or "module:factory" naming another factory of that signature).
+SAMPLERS: dict[str, str] = {
+    "random": "autoconf.samplers._baselines:make_random",
+    "tpe": "autoconf.samplers._baselines:make_tpe",
+    "gp": "autoconf.samplers._baselines:make_gp",
+    "grid": "autoconf.samplers._baselines:make_grid",
+    "transfer": "autoconf.samplers._baselines:make_transfer",
+}
 
 
 def make_sampler(name: str, context: SamplerContext) -> optuna.samplers.BaseSampler:
@@ -51,7 +58,8 @@ def make_sampler(name: str, context: SamplerContext) -> optuna.samplers.BaseSamp
         module = SAMPLERS[name]
     except KeyError:
         raise UserError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})") from None
-    return importlib.import_module(module).make(context)
+    module, _, factory = module.partition(":")
+    return getattr(importlib.import_module(module), factory or "make")(context)
 
 
 __all__ = ["SAMPLERS", "ModelTable", "SamplerContext", "make_sampler"]

@@ -1,0 +1,302 @@
+"""The search benchmark: how many evaluations a sampler needs to find a model's optimum.
+
+Each sampler runs on each evaluation model for ``repeats`` seeds, against the model's table
+(ground truth for every config), through the same ask/tell loop as a real search
+(``autoconf._study.run_trials``: a repeated suggestion is answered from the stored result and
+does not count). A sampler is built from a :class:`SamplerContext` whose history holds the
+training tables minus every table of the evaluation model's group, so it never sees the model
+it is evaluated on. A table named ``FAMILY@VARIANT`` belongs to group ``FAMILY`` (the simulated
+zoo's perturbed copies of one model); any other name is its own group. With the same dataset for
+training and evaluation this is leave-one-group-out.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from ._errors import UserError
+from ._study import run_trials
+from ._types import Measurement
+from .samplers import ModelTable, SamplerContext, make_sampler
+
+#: A Falcon search counts as successful at its first config scoring above this.
+FALCON_SUCCESS_SCORE = 0.9
+
+
+@dataclass
+class BenchRecord:
+    """One run: one sampler on one model with one seed. ``evals_to_*`` are 1-based counts of
+    distinct configs measured, ``None`` when not reached within the budget."""
+
+    sampler: str
+    model: str
+    seed: int
+    budget: int
+    optimum: float
+    direction: str
+    evals_to_within_1pct: int | None
+    evals_to_within_5pct: int | None
+    evals_to_optimum: int | None
+    evals_to_score_0_9: int | None = None
+    #: True for tables with Falcon's normalised score (``evals_to_score_0_9`` applies).
+    scored: bool = False
+    repeats: int = 0
+    wall_s: float = 0.0
+    best_so_far: list[float | None] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def group_of(name: str) -> str:
+    return name.split("@", 1)[0]
+
+
+def optimum_of(table: ModelTable) -> float:
+    values = [v for m in table.results.values() if (v := table.objective.value(m)) is not None]
+    if not values:
+        raise UserError(f"model {table.name!r}: no feasible config in its table")
+    return min(values) if table.objective.direction == "minimize" else max(values)
+
+
+def _is_falcon(table: ModelTable) -> bool:
+    return any(m.normalized_rps_per_cost is not None for m in table.results.values())
+
+
+def run_one(
+    sampler: str, table: ModelTable, history: list[ModelTable], seed: int, budget: int
+) -> BenchRecord:
+    """One sampler, one model, one seed."""
+    import time
+
+    objective = table.objective
+    context = SamplerContext(
+        space=table.space,
+        objective=objective,
+        seed=seed,
+        target_features=table.features,
+        history=history,
+    )
+    study = optuna.create_study(
+        direction=objective.direction, sampler=make_sampler(sampler, context)
+    )
+    cost = table.space.cost_per_hour
+
+    def evaluate(config) -> Measurement:
+        found = table.results.get(config)
+        return found if found is not None else Measurement.failed("not in table", cost(config))
+
+    start = time.perf_counter()
+    log = run_trials(study, table.space, objective, evaluate, budget, seed=seed)
+    wall = time.perf_counter() - start
+    opt = optimum_of(table)
+    best: float | None = None
+    curve: list[float | None] = []
+    firsts: dict[str, int | None] = {"1pct": None, "5pct": None, "opt": None, "score": None}
+    for e in log.evaluations:
+        if e.value is not None and (best is None or objective.better(e.value, best)):
+            best = e.value
+        curve.append(best)
+        if best is not None:
+            for key, frac in (("1pct", 0.01), ("5pct", 0.05), ("opt", 0.0)):
+                if firsts[key] is None and objective.within(best, opt, frac):
+                    firsts[key] = e.index
+        score = e.measurement.normalized_rps_per_cost
+        if firsts["score"] is None and score is not None and score >= FALCON_SUCCESS_SCORE:
+            firsts["score"] = e.index
+    return BenchRecord(
+        sampler=sampler,
+        model=table.name,
+        seed=seed,
+        budget=budget,
+        optimum=opt,
+        direction=objective.direction,
+        evals_to_within_1pct=firsts["1pct"],
+        evals_to_within_5pct=firsts["5pct"],
+        evals_to_optimum=firsts["opt"],
+        evals_to_score_0_9=firsts["score"] if _is_falcon(table) else None,
+        scored=_is_falcon(table),
+        repeats=log.repeats,
+        wall_s=wall,
+        best_so_far=curve,
+    )
+
+
+def run_bench(
+    train: list[ModelTable],
+    evaluate: list[ModelTable],
+    samplers: list[str],
+    repeats: int,
+    budget: int,
+    *,
+    seeds: dict[str, int] | None = None,
+    progress: Callable[[BenchRecord], None] | None = None,
+) -> list[BenchRecord]:
+    """Every sampler on every evaluation model for ``repeats`` seeds (``seeds`` may lower the
+    count for one sampler, e.g. a slow one). The history of each run is ``train`` minus the
+    evaluation model's group."""
+    if repeats < 1 or budget < 1:
+        raise UserError("--repeats and --budget must be >= 1")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    records: list[BenchRecord] = []
+    for table in evaluate:
+        history = [t for t in train if group_of(t.name) != group_of(table.name)]
+        for sampler in samplers:
+            for seed in range((seeds or {}).get(sampler, repeats)):
+                record = run_one(sampler, table, history, seed, budget)
+                records.append(record)
+                if progress is not None:
+                    progress(record)
+    return records
+
+
+def _stats(values: Sequence[int | None], budget: int) -> str:
+    """median / p90 / max of a count, a miss counting as beyond the budget (shown ``>B``)."""
+    xs = sorted(math.inf if v is None else v for v in values)
+    if not xs:
+        return "-"
+
+    def show(x: float) -> str:
+        return f">{budget}" if math.isinf(x) else f"{x:g}"
+
+    p90 = xs[min(len(xs) - 1, math.ceil(0.9 * len(xs)) - 1)]
+    return f"{show(_median(xs))} / {show(p90)} / {show(xs[-1])}"
+
+
+def _median(xs: list[float]) -> float:
+    """The median; the lower middle value when some runs missed (an inf cannot be averaged)."""
+    if any(math.isinf(x) for x in xs):
+        return xs[(len(xs) - 1) // 2]
+    return statistics.median(xs)
+
+
+def summarize(records: list[BenchRecord]) -> str:
+    """A Markdown report: per sampler the evaluations to reach the optimum, then per model."""
+    if not records:
+        return "(no runs)\n"
+    falcon = any(r.scored for r in records)
+    budget = max(r.budget for r in records)
+    samplers = list(dict.fromkeys(r.sampler for r in records))
+    head = ["sampler", "runs", "to within 1%", "to within 5%", "to optimum"]
+    if falcon:
+        head.append("to score >= 0.9")
+    head.append("optimum found")
+    lines = [
+        "Evaluations (distinct configs measured) to reach each target: median / p90 / max "
+        f"over runs; `>{budget}` = not within the budget.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for s in samplers:
+        rs = [r for r in records if r.sampler == s]
+        row = [
+            f"`{s}`",
+            str(len(rs)),
+            _stats([r.evals_to_within_1pct for r in rs], budget),
+            _stats([r.evals_to_within_5pct for r in rs], budget),
+            _stats([r.evals_to_optimum for r in rs], budget),
+        ]
+        if falcon:
+            row.append(_stats([r.evals_to_score_0_9 for r in rs if r.scored], budget))
+        found = sum(r.evals_to_optimum is not None for r in rs)
+        row.append(f"{found / len(rs):.0%}")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "Per model: the optimum, and the median evaluations to it per sampler.",
+        "",
+        "| model | objective | optimum | " + " | ".join(f"`{s}`" for s in samplers) + " |",
+        "|" + "---|" * (3 + len(samplers)),
+    ]
+    for model in dict.fromkeys(r.model for r in records):
+        rs = [r for r in records if r.model == model]
+        what = "min $/h" if rs[0].direction == "minimize" else "max rps/$"
+        cells = []
+        for s in samplers:
+            xs = sorted(
+                math.inf if r.evals_to_optimum is None else r.evals_to_optimum
+                for r in rs
+                if r.sampler == s
+            )
+            cells.append(
+                "-" if not xs else (f">{budget}" if math.isinf(_median(xs)) else f"{_median(xs):g}")
+            )
+        lines.append(f"| {model} | {what} | {rs[0].optimum:.4g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def regret_curves(records: list[BenchRecord]) -> dict[str, list[float]]:
+    """Per sampler, the median over runs of the simple regret |best - optimum| / |optimum| after
+    each evaluation (1.0 while nothing feasible was found)."""
+    out: dict[str, list[float]] = {}
+    for s in dict.fromkeys(r.sampler for r in records):
+        rs = [r for r in records if r.sampler == s]
+        length = max(r.budget for r in rs)
+        per_step = []
+        for i in range(length):
+            vals = []
+            for r in rs:
+                curve = r.best_so_far
+                best = curve[min(i, len(curve) - 1)] if curve else None
+                vals.append(1.0 if best is None else abs(best - r.optimum) / abs(r.optimum or 1.0))
+            per_step.append(statistics.median(vals))
+        out[s] = per_step
+    return out
+
+
+def plot_regret(records: list[BenchRecord], path: str | Path, title: str = "") -> Path:
+    """A PNG of the median simple-regret curves (log scale), one line per sampler."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for sampler, curve in regret_curves(records).items():
+        ax.plot(range(1, len(curve) + 1), [max(v, 1e-4) for v in curve], label=sampler)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("evaluations (distinct configs measured)")
+    ax.set_ylabel("median simple regret (floored at 1e-4)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def load_dataset(spec: str) -> list[ModelTable]:
+    """Tables for a DATASET spec: ``falcon:DIR``, ``sim:DIR`` (ONNX models, profiled with kops and
+    simulated), ``sim:zoo`` (also ``sim:zoo/train``, ``sim:zoo/eval``) or a directory of tables."""
+    from .backends._replay import load_tables
+
+    kind, sep, rest = spec.partition(":")
+    if sep and kind == "falcon":
+        tables = load_tables(rest)
+        if not all(_is_falcon(t) for t in tables):
+            raise UserError(f"{rest}: not a directory of Falcon tables")
+        return tables
+    if sep and kind == "sim":
+        from .backends import _sim
+
+        if rest in ("zoo", "zoo/train", "zoo/eval"):
+            split = rest.partition("/")[2] or None
+            return _sim.zoo_tables(split=split)
+        return _sim.onnx_dir_tables(rest)
+    if Path(spec).is_dir():
+        return load_tables(spec)
+    raise UserError(
+        f"unknown dataset {spec!r} (falcon:DIR, sim:DIR, sim:zoo, or a directory of tables)"
+    )

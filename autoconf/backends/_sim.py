@@ -1,0 +1,572 @@
+"""The ``sim`` backend: a simulated GPU cluster, for benchmarking searches at scale.
+
+Every number it returns comes from the model's profile, the GPU's public specs and the
+assumptions below (also in ``results/bench/README.md``). None is a measurement of real hardware.
+
+Assumptions
+-----------
+1. **Service time of a batch of n** on one model instance = GPU time + CPU time, not pipelined:
+   ``gpu = overhead_g + k * max(n * flops / tflops_g, (params + 2 n act) / bandwidth_g)``, where
+   ``flops`` is the profile's FLOPs per inference at batch 1, ``act`` its activation bytes per
+   sample, ``k`` the model instances sharing the GPU (they overlap their overheads, not their
+   compute) and ``tflops_g = MFU * peak_fp16_g * cal_g`` (FP16 inference on tensor cores where the
+   GPU has them; the catalog gives FP32 as FP16 for GPUs without fast FP16). ``MFU = 0.25``;
+   memory traffic runs at 70 % of the peak bandwidth.
+2. **Calibration** (``cal_g``, ``overhead_g``) against the real operator timings in
+   ``../shared/data/falcon/operator_microbench_wide.csv`` (TVM, FP32, M60/K80/T4/V100): a line
+   ``time = a + slope * batch`` is fitted to each conv2d/dense row; the medians per GPU give the
+   per-sample speed (1/slope) and per-batch overhead (a) relative to T4. ``cal_g`` = measured
+   speed ratio / FP32-spec ratio (M60 0.76, K80 0.49, T4 1, V100 0.97) and ``overhead_g`` =
+   1 ms x the intercept ratio (M60 1.91, K80 4.26, T4 1, V100 1.44). GPUs outside the
+   micro-benchmark take the factors of the measured GPU of their class: L4 and A10G (inference
+   parts) those of T4, A100 and H100 (SXM training parts) those of V100.
+   :func:`calibrate` recomputes them from the CSV (a test checks they match).
+3. **CPU pre/post-processing**: ``n * cpu_ms_per_sample / cores_per_instance ** 0.9`` (a little
+   less than linear in cores; below one core per instance, linear slow-down).
+4. **Dynamic batching** (Triton-like): a batch leaves when ``batch_size`` requests wait or the
+   oldest has waited ``max_queue_delay_ms`` (1 ms when the space has no such knob), on the first
+   free instance.
+5. **Arrivals**: Poisson at the target rate, split evenly over ``replicas`` by a random load
+   balancer (each replica sees Poisson at rate/replicas). 2,000 requests per replica are
+   simulated, the first 10 % discarded as warm-up; the arrival stream is common to every config
+   of a model and seed (common random numbers), so comparisons between configs are not noise.
+6. **Out of memory** when ``k * (params_fp16 + batch_size * act + 0.5 GB runtime)`` exceeds the
+   GPU memory (``gpu_mem_gb`` where the space sets it): a failed measurement.
+7. **Measurement noise**: latencies x lognormal(sigma 3 %) drawn from a hash of (model, config,
+   seed), so a (model, config, seed) always gives the same answer. Throughput is the served rate
+   of the simulation, without added noise.
+8. **Capacity** (``capacity_rps``) = replicas x the highest per-replica rate whose p99 meets the
+   SLO (bisection, 8 steps): load balancing makes capacity linear in replicas by construction.
+9. **Cost** = the space's price of the config (GPU hours, by share where set, plus cores).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import UserError
+from .._objective import Objective
+from .._space import SearchSpace, load_space
+from .._types import Config, Load, Measurement
+from ..samplers import ModelTable
+from ._base import Backend
+
+SIM_VERSION = "1"
+MFU = 0.25
+BANDWIDTH_EFFICIENCY = 0.7
+BASE_OVERHEAD_S = 1e-3
+RUNTIME_BYTES = 0.5e9
+NOISE_SIGMA = 0.03
+REQUESTS = 2000
+WARMUP = 0.1
+DEFAULT_QUEUE_DELAY_MS = 1.0
+
+#: (cal, overhead ratio) per GPU measured in the Falcon micro-benchmark; see :func:`calibrate`.
+CALIBRATION: dict[str, tuple[float, float]] = {
+    "M60": (0.76, 1.91),
+    "K80": (0.49, 4.26),
+    "T4": (1.0, 1.0),
+    "V100": (0.97, 1.44),
+}
+#: GPUs outside the micro-benchmark take the factors of a measured GPU of their class.
+CLASS_OF: dict[str, str] = {
+    "L4": "T4",
+    "A10G": "T4",
+    "A100-40GB": "V100",
+    "A100-80GB": "V100",
+    "H100": "V100",
+}
+
+ZOO_CACHE = Path.home() / ".cache" / "autoconf" / "sim"
+
+
+def calibrate(csv_path: str | Path) -> dict[str, tuple[float, float]]:
+    """Recompute :data:`CALIBRATION` from the operator micro-benchmark CSV (assumption 2)."""
+    fp32_tflops = {"M60": 4.8, "K80": 4.4, "T4": 8.1, "V100": 15.7}
+    batches = np.array([4, 8, 16, 32, 64, 128], dtype=float)
+    fits: dict[str, list[tuple[float, float]]] = {}
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["op"] not in ("nn.conv2d", "nn.dense"):
+                continue
+            times = np.array([float(row[f"time_bs{int(b)}"]) for b in batches])
+            slope, intercept = np.polyfit(batches, times, 1)
+            fits.setdefault(row["gpu"], []).append((intercept, slope))
+    med = {g: np.median(np.array(v), axis=0) for g, v in fits.items()}
+    ref_a, ref_slope = med["T4"]
+    out = {}
+    for g, (a, slope) in med.items():
+        speed = ref_slope / slope
+        out[g] = (
+            round(float(speed / (fp32_tflops[g] / fp32_tflops["T4"])), 2),
+            round(float(a / ref_a), 2),
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class SimModel:
+    """What the sim needs of a model (a kops ``ModelProfile`` reduced to numbers).
+
+    ``flops``: FLOPs per inference at batch 1; ``param_bytes``: weights (FP32 bytes, served in
+    FP16); ``activation_bytes``: activations per sample; ``cpu_ms_per_sample``: pre/post work.
+    """
+
+    name: str
+    flops: float
+    param_bytes: float
+    activation_bytes: float
+    cpu_ms_per_sample: float = 0.3
+    features: tuple[float, ...] = field(default=())
+
+    @classmethod
+    def from_profile(cls, profile: Any, name: str | None = None) -> SimModel:
+        """From a kops ``ModelProfile`` (or anything with the same attributes)."""
+        if isinstance(profile, SimModel):
+            return profile
+        flops = float(profile.total_flops)
+        feats = tuple(float(x) for x in profile.features()) if hasattr(profile, "features") else ()
+        return cls(
+            name=name or str(getattr(profile, "name", "model")),
+            flops=flops,
+            param_bytes=float(profile.param_bytes),
+            activation_bytes=float(profile.activation_bytes),
+            cpu_ms_per_sample=_default_cpu_ms(flops),
+            features=feats,
+        )
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _default_cpu_ms(flops: float) -> float:
+    """Pre/post-processing per sample: 0.2 ms plus a little more for bigger inputs (assumption)."""
+    return 0.2 + 0.1 * math.log10(1.0 + flops / 1e8)
+
+
+def _seed_of(*parts: object) -> int:
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+@dataclass
+class _Arrays:
+    """Per-config parameters of one model on a list of configs, as numpy arrays."""
+
+    batch: np.ndarray
+    instances: np.ndarray
+    delay_s: np.ndarray
+    replicas: np.ndarray
+    tflops: np.ndarray
+    overhead_s: np.ndarray
+    bandwidth: np.ndarray
+    cpu_per_instance: np.ndarray
+    oom: np.ndarray
+    cost: np.ndarray
+
+
+def _arrays(model: SimModel, space: SearchSpace, configs: Sequence[Config]) -> _Arrays:
+    gpus = {}
+    for g in {c.gpu_type for c in configs}:
+        spec = space.gpu(g)
+        cal, over = CALIBRATION.get(g) or CALIBRATION.get(CLASS_OF.get(g, "T4"), (1.0, 1.0))
+        gpus[g] = (MFU * spec.fp16_tflops * 1e12 * cal, BASE_OVERHEAD_S * over, spec)
+    n = len(configs)
+    a = _Arrays(*(np.zeros(n) for _ in range(10)))
+    for i, c in enumerate(configs):
+        tflops, over, spec = gpus[c.gpu_type]
+        k = c.instances_per_gpu or 1
+        share = (c.gpu_share_pct or 100) / 100.0
+        a.batch[i] = c.batch_size
+        a.instances[i] = k
+        a.delay_s[i] = (
+            c.max_queue_delay_ms if c.max_queue_delay_ms is not None else DEFAULT_QUEUE_DELAY_MS
+        ) / 1e3
+        a.replicas[i] = c.replicas
+        a.tflops[i] = max(tflops * share, 1e9)
+        a.overhead_s[i] = over
+        a.bandwidth[i] = max(spec.bandwidth_gbps * 1e9 * BANDWIDTH_EFFICIENCY * share, 1e9)
+        a.cpu_per_instance[i] = float(c.cpu_cores) / k
+        memory = (c.gpu_mem_gb if c.gpu_mem_gb is not None else spec.memory_gb) * 1e9
+        need = k * (model.param_bytes / 2 + c.batch_size * model.activation_bytes + RUNTIME_BYTES)
+        a.oom[i] = need > memory
+        a.cost[i] = space.cost_per_hour(c)
+    return a
+
+
+def _service_s(model: SimModel, a: _Arrays, n: np.ndarray) -> np.ndarray:
+    """Service time of batches of ``n`` (assumptions 1 and 3)."""
+    compute = np.maximum(
+        n * model.flops / a.tflops,
+        (model.param_bytes / 2 + 2 * n * model.activation_bytes) / a.bandwidth,
+    )
+    cores = a.cpu_per_instance
+    cpu_speed = np.where(cores >= 1, cores**0.9, cores)
+    cpu = n * model.cpu_ms_per_sample / 1e3 / cpu_speed
+    return a.overhead_s + a.instances * compute + cpu
+
+
+def _simulate(
+    model: SimModel, a: _Arrays, rate_per_replica: np.ndarray, unit_arrivals: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dynamic batching of Poisson arrivals, vectorised over configs (assumptions 4 and 5).
+
+    Returns (latencies [configs, requests] in seconds, served rate per replica).
+    """
+    c_count, n_req = len(a.batch), len(unit_arrivals)
+    rate = np.maximum(rate_per_replica, 1e-9)
+    k_max = int(a.instances.max()) if c_count else 1
+    free = np.zeros((c_count, k_max))
+    free[a.instances[:, None] <= np.arange(k_max)[None, :]] = np.inf  # unused instance slots
+    nxt = np.zeros(c_count, dtype=np.int64)
+    start_done = np.full((c_count, n_req), -np.inf)
+    rows = np.arange(c_count)
+    batch = a.batch.astype(np.int64)
+    while True:
+        active = np.flatnonzero(nxt < n_req)
+        if active.size == 0:
+            break
+        i = nxt[active]
+        r = rate[active]
+        oldest = unit_arrivals[i] / r
+        slot = np.argmin(free[active], axis=1)
+        t_free = free[active, slot]
+        full_i = i + batch[active] - 1
+        t_full = np.where(full_i < n_req, unit_arrivals[np.minimum(full_i, n_req - 1)] / r, np.inf)
+        dispatch = np.maximum(t_free, np.minimum(oldest + a.delay_s[active], t_full))
+        waiting = np.searchsorted(unit_arrivals, dispatch * r, side="right") - i
+        n = np.clip(np.minimum(waiting, batch[active]), 1, None)
+        sub = _Arrays(*(getattr(a, f)[active] for f in a.__dataclass_fields__))
+        done = dispatch + _service_s(model, sub, n.astype(float))
+        free[active, slot] = done
+        start_done[active, i] = done
+        nxt[active] = i + n
+    # each request completes with the batch that started at the last batch start before it
+    has = np.isfinite(start_done)
+    idx = np.where(has, np.arange(n_req)[None, :], 0)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    done_req = start_done[rows[:, None], idx]
+    arrivals = unit_arrivals[None, :] / rate[:, None]
+    latency = done_req - arrivals
+    span = done_req.max(axis=1) - arrivals[:, 0]
+    served = np.minimum(n_req / np.maximum(span, 1e-12), rate)
+    return latency, served
+
+
+def _unit_arrivals(model: SimModel, seed: int, n: int = REQUESTS) -> np.ndarray:
+    rng = np.random.default_rng(_seed_of("arrivals", model.key(), seed))
+    return np.cumsum(rng.exponential(1.0, n))
+
+
+def _percentiles(latency: np.ndarray) -> np.ndarray:
+    """p50/p95/p99 in ms per config, warm-up discarded."""
+    start = int(latency.shape[1] * WARMUP)
+    return np.percentile(latency[:, start:], [50, 95, 99], axis=1).T * 1e3
+
+
+def _capacity_per_replica(
+    model: SimModel, a: _Arrays, slo_ms: float | None, seed: int, steps: int = 8
+) -> np.ndarray:
+    """Highest per-replica rate meeting the SLO (bisection), or the saturation rate without one."""
+    saturation = a.instances * a.batch / _service_s(model, a, a.batch)
+    if slo_ms is None:
+        return saturation
+    arrivals = _unit_arrivals(model, seed, 1000)
+    lo = np.zeros(len(a.batch))
+    hi = saturation.copy()
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        latency, _ = _simulate(model, a, mid, arrivals)
+        ok = _percentiles(latency)[:, 2] <= slo_ms
+        lo = np.where(ok, mid, lo)
+        hi = np.where(ok, hi, mid)
+    return lo
+
+
+def _noise(model: SimModel, config: Config, seed: int) -> float:
+    rng = np.random.default_rng(_seed_of("noise", model.key(), config.key(), seed))
+    return float(np.exp(rng.normal(0.0, NOISE_SIGMA)))
+
+
+def simulate_configs(
+    model: SimModel,
+    space: SearchSpace,
+    configs: Sequence[Config],
+    load: Load,
+    seed: int = 0,
+) -> list[Measurement]:
+    """Measure every config of ``configs`` under ``load`` (vectorised); see the module docstring."""
+    configs = list(configs)
+    a = _arrays(model, space, configs)
+    ok = ~a.oom.astype(bool)
+    out: list[Measurement | None] = [None] * len(configs)
+    for i in np.flatnonzero(~ok):
+        need = (configs[i].instances_per_gpu or 1) * (
+            model.param_bytes / 2 + configs[i].batch_size * model.activation_bytes + RUNTIME_BYTES
+        )
+        out[i] = Measurement.failed(
+            f"out of GPU memory (needs {need / 1e9:.1f} GB)", float(a.cost[i])
+        )
+    live = np.flatnonzero(ok)
+    if live.size:
+        sub = _Arrays(*(getattr(a, f)[live] for f in a.__dataclass_fields__))
+        # capacity per replica depends on the replica's own knobs only: bisect once per unit
+        units: dict[tuple, int] = {}
+        unit_of = np.array([units.setdefault(_unit_key(configs[i]), len(units)) for i in live])
+        first = np.unique(unit_of, return_index=True)[1]
+        unit_arrays = _Arrays(*(getattr(sub, f)[first] for f in sub.__dataclass_fields__))
+        cap = (
+            _capacity_per_replica(model, unit_arrays, load.slo_p99_ms, seed)[unit_of] * sub.replicas
+        )
+        if load.target_rps is not None:
+            rate = load.target_rps / sub.replicas
+        else:
+            rate = np.maximum(cap / sub.replicas, 1e-3)
+        latency, served = _simulate(model, sub, rate, _unit_arrivals(model, seed))
+        pct = _percentiles(latency)
+        for j, i in enumerate(live):
+            noise = _noise(model, configs[i], seed)
+            p50, p95, p99 = (float(x) * noise for x in pct[j])
+            out[i] = Measurement(
+                ok=True,
+                cost_per_hour=float(a.cost[i]),
+                throughput_rps=float(served[j] * sub.replicas[j]),
+                p50_ms=p50,
+                p95_ms=p95,
+                p99_ms=p99,
+                capacity_rps=float(cap[j]),
+                wall_s=load.duration_s,
+            )
+    return out  # type: ignore[return-value]
+
+
+class SimBackend(Backend):
+    """Simulated GPU serving (see the module docstring). Option: ``seed`` (default 0)."""
+
+    name = "sim"
+
+    def evaluate(self, profile: Any, config: Config, load: Load) -> Measurement:
+        if not self.space.contains(config):
+            raise UserError(
+                f"config {config.key()} is outside the search space {self.space.name!r}"
+            )
+        model = SimModel.from_profile(profile)
+        seed = int(self.options.get("seed", 0))
+        return simulate_configs(model, self.space, [config], load, seed)[0]
+
+
+# --- ground-truth tables --------------------------------------------------------------------
+
+
+def choose_objective(model: SimModel, space: SearchSpace, seed: int = 0) -> Objective:
+    """An SLO and a target load that make the search non-trivial for this model.
+
+    Tries SLOs of 3/6/12 x the fastest batch-1 latency (at least 5 ms) and target loads of
+    2/4/8/16 x the median per-replica capacity; keeps the first pair (in an order fixed by the
+    model) whose predicted optimum uses neither one nor the most replicas and whose infeasible
+    share lies in 30-85 %, else the pair closest to that. Prediction: capacity x replicas
+    >= target (assumption 8).
+    """
+    configs = space.configs()
+    units: dict[tuple, int] = {}
+    for c in configs:
+        units.setdefault(_unit_key(c), len(units))
+    unit_configs = [Config.from_dict({**dict(zip(_UNIT_FIELDS, k)), "replicas": 1}) for k in units]
+    unit_configs = [_drop_none(c) for c in unit_configs]
+    a = _arrays(model, space, unit_configs)
+    live = ~a.oom.astype(bool)
+    if not live.any():
+        raise UserError(f"model {model.name!r} fits no GPU of space {space.name!r}")
+    fastest = float(_service_s(model, a, np.ones(len(unit_configs)))[live].min()) * 1e3
+    replicas = np.array([c.replicas for c in configs])
+    unit_index = np.array([units[_unit_key(c)] for c in configs])
+    cost = np.array([space.cost_per_hour(c) for c in configs])
+    rng = np.random.default_rng(_seed_of("objective", model.key(), seed))
+    best: tuple[float, Objective] | None = None
+    r_min, r_max = replicas.min(), replicas.max()
+    for slo in rng.permutation([3.0, 6.0, 12.0]):
+        slo_ms = round(float(max(slo * fastest, 5.0)), 1)
+        cap = np.where(live, _capacity_per_replica(model, a, slo_ms, seed), 0.0)
+        median_cap = float(np.median(cap[cap > 0])) if (cap > 0).any() else 0.0
+        if median_cap <= 0:
+            continue
+        for mult in rng.permutation([2.0, 4.0, 8.0, 16.0]):
+            target = float(f"{mult * median_cap:.3g}")
+            feasible = cap[unit_index] * replicas >= target
+            if not feasible.any():
+                continue
+            share_bad = 1 - feasible.mean()
+            opt = int(np.argmin(np.where(feasible, cost, np.inf)))
+            interior = r_min < replicas[opt] < r_max
+            miss = abs(share_bad - np.clip(share_bad, 0.3, 0.85)) + (0 if interior else 1)
+            objective = Objective(slo_p99_ms=slo_ms, target_rps=target)
+            if miss == 0:
+                return objective
+            if best is None or miss < best[0]:
+                best = (miss, objective)
+    if best is None:
+        raise UserError(f"model {model.name!r}: no SLO/load makes any config feasible")
+    return best[1]
+
+
+_UNIT_FIELDS = (
+    "batch_size",
+    "gpu_type",
+    "cpu_cores",
+    "instances_per_gpu",
+    "max_queue_delay_ms",
+    "gpu_mem_gb",
+    "gpu_share_pct",
+)
+
+
+def _unit_key(c: Config) -> tuple:
+    return tuple(getattr(c, f) for f in _UNIT_FIELDS)
+
+
+def _drop_none(c: Config) -> Config:
+    return Config.from_dict(c.to_dict())
+
+
+def sim_tables(
+    profiles: Sequence[Any],
+    space: SearchSpace | None = None,
+    *,
+    objectives: Sequence[Objective | None] | None = None,
+    seed: int = 0,
+    cache_dir: str | Path | None = ZOO_CACHE,
+) -> list[ModelTable]:
+    """Ground truth: every config of ``space`` (default ``gpu-default``) for each model.
+
+    ``profiles`` are kops ``ModelProfile`` objects (or :class:`SimModel`). A model without an
+    objective gets one from :func:`choose_objective`. Tables are cached under ``cache_dir``
+    (keyed by model numbers, space, objective, seed and the sim's version).
+    """
+    from ._replay import load_tables, write_tables
+
+    space = space or load_space("gpu-default")
+    tables = []
+    for i, profile in enumerate(profiles):
+        model = SimModel.from_profile(profile)
+        given = objectives[i] if objectives is not None else None
+        key = _seed_of(SIM_VERSION, model.key(), space.model_dump_json(), given, seed)
+        cached = Path(cache_dir) / f"{model.name}-{key:016x}" if cache_dir else None
+        if cached is not None and (cached / "tables.csv").is_file():
+            table = load_tables(cached)[0]
+        else:
+            objective = given or choose_objective(model, space, seed)
+            load = Load(slo_p99_ms=objective.slo_p99_ms, target_rps=objective.target_rps)
+            configs = space.configs()
+            results = dict(zip(configs, simulate_configs(model, space, configs, load, seed)))
+            feats = np.asarray(model.features) if model.features else None
+            table = ModelTable(model.name, space, objective, results, feats)
+            if cached is not None:
+                write_tables([table], cached)
+        tables.append(table)
+    return tables
+
+
+# --- the zoo ---------------------------------------------------------------------------------
+
+#: Reference models (family@variant): FLOPs per inference, FP32 weight bytes, activation bytes
+#: per sample and CPU ms per sample. Sizes follow the public figures of the model each family
+#: imitates (e.g. ResNet-50: 4.1 GMAC = 8.2 GFLOP, 25.6 M params); activation bytes are rough
+#: FP16 working sets. Perturbed copies (``~p``) scale FLOPs/bytes and shift the CPU share.
+ZOO_REFERENCE: dict[str, tuple[float, float, float, float]] = {
+    "resnet_like@18": (3.6e9, 46.8e6, 12e6, 0.8),
+    "resnet_like@50": (8.2e9, 102e6, 40e6, 0.8),
+    "resnet_like@152": (23e9, 240e6, 80e6, 0.8),
+    "mobilenet_like@v2": (0.6e9, 14e6, 25e6, 0.8),
+    "mobilenet_like@v3s": (0.12e9, 10e6, 8e6, 0.6),
+    "bert_like@base": (22e9, 440e6, 30e6, 0.3),
+    "bert_like@large": (78e9, 1.36e9, 80e6, 0.3),
+    "gpt2_like@small": (32e9, 500e6, 40e6, 0.3),
+    "gpt2_like@medium": (90e9, 1.42e9, 100e6, 0.3),
+    "vit_like@s16": (9.2e9, 88e6, 20e6, 0.8),
+    "vit_like@b16": (35e9, 344e6, 50e6, 0.8),
+    "lstm@512": (0.42e9, 17e6, 1e6, 0.2),
+    "tiny_mlp@1m": (2e6, 4e6, 0.1e6, 0.1),
+    "tiny_cnn@s": (0.1e9, 2e6, 4e6, 0.5),
+}
+#: Families trained on vs evaluated on for ``sim:zoo/train`` and ``sim:zoo/eval``.
+ZOO_EVAL_FAMILIES = ("mobilenet_like", "gpt2_like", "tiny_cnn")
+#: (name of the perturbed copy, base, flops scale, bytes scale, cpu scale)
+ZOO_PERTURBED = (
+    ("resnet_like@50~p", "resnet_like@50", 1.6, 0.7, 1.3),
+    ("bert_like@base~p", "bert_like@base", 0.6, 1.5, 2.0),
+    ("vit_like@s16~p", "vit_like@s16", 2.0, 1.2, 0.7),
+    ("lstm@512~p", "lstm@512", 3.0, 2.0, 1.5),
+    ("mobilenet_like@v2~p", "mobilenet_like@v2", 0.7, 1.4, 1.5),
+    ("gpt2_like@small~p", "gpt2_like@small", 1.4, 0.8, 1.0),
+)
+
+
+def zoo_models() -> list[SimModel]:
+    """The simulated zoo: the reference models and their perturbed copies."""
+    models = {}
+    for name, (flops, params, act, cpu_ms) in ZOO_REFERENCE.items():
+        models[name] = SimModel(
+            name, flops, params, act, cpu_ms, _features(flops, params, act, cpu_ms)
+        )
+    for name, base, f_scale, b_scale, c_scale in ZOO_PERTURBED:
+        b = models[base]
+        flops, params, act, cpu_ms = (
+            b.flops * f_scale,
+            b.param_bytes * b_scale,
+            b.activation_bytes * b_scale,
+            b.cpu_ms_per_sample * c_scale,
+        )
+        models[name] = SimModel(
+            name, flops, params, act, cpu_ms, _features(flops, params, act, cpu_ms)
+        )
+    return list(models.values())
+
+
+def _features(flops: float, params: float, act: float, cpu_ms: float) -> tuple[float, ...]:
+    """Stand-in feature vector for reference models (no ONNX file to profile)."""
+    return (
+        math.log10(flops),
+        math.log10(params),
+        math.log10(act),
+        cpu_ms,
+        math.log10(flops / params),
+    )
+
+
+def zoo_tables(
+    split: str | None = None, *, seed: int = 0, space: SearchSpace | None = None
+) -> list[ModelTable]:
+    """Ground-truth tables of the zoo on ``gpu-default``; ``split`` = ``train``/``eval``/None."""
+    models = zoo_models()
+    if split is not None:
+        if split not in ("train", "eval"):
+            raise UserError(f"unknown zoo split {split!r} (train, eval)")
+        held = {m for m in models if m.name.split("@")[0] in ZOO_EVAL_FAMILIES}
+        models = [m for m in models if (m in held) == (split == "eval")]
+    return sim_tables(models, space, seed=seed)
+
+
+def onnx_dir_tables(directory: str | Path, *, seed: int = 0) -> list[ModelTable]:
+    """``sim:DIR``: every ONNX model in ``directory``, profiled with kops, simulated."""
+    directory = Path(directory)
+    paths = sorted(directory.glob("*.onnx")) if directory.is_dir() else []
+    if not paths:
+        raise UserError(f"sim:{directory}: no *.onnx models there")
+    try:
+        import kops
+    except ImportError:
+        raise UserError("sim:DIR needs kops to profile the models") from None
+    profile_fn = getattr(kops, "profile", None)
+    if profile_fn is None:
+        raise UserError("sim:DIR needs kops.profile, which this kops does not have yet")
+    profiles = [SimModel.from_profile(profile_fn(p), name=p.stem) for p in paths]
+    return sim_tables(profiles, seed=seed)
