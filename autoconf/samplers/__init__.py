@@ -50,6 +50,7 @@ SAMPLERS: dict[str, str] = {
     "gp": "autoconf.samplers._baselines:make_gp",
     "grid": "autoconf.samplers._baselines:make_grid",
     "transfer": "autoconf.samplers._baselines:make_transfer",
+    "meta": "autoconf.samplers._meta",
 }
 
 
