@@ -11,6 +11,7 @@ from ._base import Backend
 
 #: name -> "module:Class", imported on first use so that heavy dependencies load lazily.
 BACKENDS: dict[str, str] = {
+    "local": "autoconf.backends._local:LocalBackend",
     "replay": "autoconf.backends._replay:ReplayBackend",
     "sim": "autoconf.backends._sim:SimBackend",
 }

@@ -1,0 +1,231 @@
+"""``autoconf stress MODEL.onnx --config ... (--rate R --duration D | --capacity --slo-p99 L)``.
+
+Deploys one config, runs one measurement (open-loop load at a fixed rate, or a capacity search
+under a p99 SLO), tears everything down and prints the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from .._errors import UserError
+
+_UNITS_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_INT_FIELDS = {"batch_size", "replicas", "instances_per_gpu", "memory_mb"}
+_FLOAT_FIELDS = {"cpu_cores", "max_queue_delay_ms"}
+_STR_FIELDS = {"gpu_type"}
+
+
+def parse_duration_s(
+    text: str, option: str, default_unit: str = "s", allow_zero: bool = False
+) -> float:
+    """``"10s"``, ``"500ms"``, ``"2m"`` or a bare number in ``default_unit`` -> seconds (> 0)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|min|m|h)?\s*", str(text))
+    if not m:
+        raise UserError(f"{option}: cannot read {text!r} as a duration (e.g. 10s, 500ms, 2m)")
+    value = float(m.group(1)) * _UNITS_S[m.group(2) or default_unit]
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"{option}: must be > 0, got {text!r}")
+    return value
+
+
+def parse_config(text: str) -> dict[str, Any]:
+    """``batch_size=8,replicas=1,cpu_cores=1[,gpu_type=cpu,max_queue_delay_ms=2]`` -> fields."""
+    known = _INT_FIELDS | _FLOAT_FIELDS | _STR_FIELDS
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value:
+            raise UserError(f"--config: expected KEY=VALUE, got {part!r}")
+        if key not in known:
+            raise UserError(f"--config: unknown field {key!r} (known: {', '.join(sorted(known))})")
+        try:
+            if key in _INT_FIELDS:
+                out[key] = int(value)
+            elif key in _FLOAT_FIELDS:
+                out[key] = float(value)
+            else:
+                out[key] = value
+        except ValueError:
+            raise UserError(f"--config: {key}={value!r} is not a number") from None
+        if key != "gpu_type" and not out[key] > 0 and key != "max_queue_delay_ms":
+            raise UserError(f"--config: {key} must be > 0")
+    return out
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "stress",
+        help="deploy one config, drive open-loop load at it (or find its capacity), tear it down",
+        description=__doc__.splitlines()[0].strip("`"),
+    )
+    p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model to serve")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="the config, e.g. batch_size=8,replicas=1,cpu_cores=1 "
+        "(also gpu_type, max_queue_delay_ms, instances_per_gpu, memory_mb)",
+    )
+    p.add_argument("--backend", choices=("local", "kubernetes"), default="local")
+    p.add_argument("--rate", type=float, help="open-loop arrival rate, requests/s")
+    p.add_argument("--duration", default="10s", help="measured time per step (default 10s)")
+    p.add_argument("--warmup", default="1s", help="unmeasured warm-up per step (default 1s)")
+    p.add_argument("--capacity", action="store_true", help="find the highest rate within the SLO")
+    p.add_argument("--slo-p99", metavar="LATENCY", help="p99 SLO for --capacity, e.g. 50ms")
+    p.add_argument("--start-rps", type=float, help="first rate of the capacity search")
+    p.add_argument("--max-steps", type=int, default=5, help="capacity search steps (default 5)")
+    p.add_argument("--ready-timeout", default="60s", help="start-up limit (default 60s)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="deployer option (e.g. generator_processes=2, namespace=ml); repeatable",
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=run)
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option: expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _load_dict(r: Any) -> dict[str, Any]:
+    return {
+        "target_rps": r.target_rps,
+        "throughput_rps": r.throughput_rps,
+        "p50_ms": r.p50_ms,
+        "p95_ms": r.p95_ms,
+        "p99_ms": r.p99_ms,
+        "max_ms": r.max_ms,
+        "error_rate": r.error_rate,
+        "sent": r.sent,
+        "completed": r.completed,
+        "errors": r.errors,
+        "duration_s": r.duration_s,
+        "inflight_cap_hits": r.inflight_cap_hits,
+        "generator_processes": r.generator_processes,
+        "generator_saturated": r.generator_saturated,
+        "aborted_early": r.aborted_early,
+        "passed": r.extra.get("passed"),
+    }
+
+
+def _clean(obj: Any) -> Any:
+    """NaN (no successful request) -> null, so the output stays valid JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def run(args: argparse.Namespace) -> int:
+    import stress
+
+    duration_s = parse_duration_s(args.duration, "--duration")
+    warmup_s = parse_duration_s(args.warmup, "--warmup", allow_zero=True)
+    ready_s = parse_duration_s(args.ready_timeout, "--ready-timeout")
+    if args.capacity:
+        if args.rate is not None:
+            raise UserError("--capacity and --rate exclude each other")
+        if not args.slo_p99:
+            raise UserError("--capacity needs --slo-p99, e.g. --slo-p99 50ms")
+        slo_ms = parse_duration_s(args.slo_p99, "--slo-p99", default_unit="ms") * 1000.0
+        if args.max_steps < 1:
+            raise UserError("--max-steps must be >= 1")
+    elif args.rate is None:
+        raise UserError("give --rate R (open-loop load) or --capacity --slo-p99 L")
+    elif not args.rate > 0:
+        raise UserError("--rate must be > 0")
+    model = Path(args.model)
+    if not model.is_file():
+        raise UserError(f"no such model file: {model}")
+    fields = parse_config(args.config)
+    spec = stress.DeploymentSpec(
+        model_path=model,
+        model_name=re.sub(r"[^A-Za-z0-9_.-]", "_", model.stem) or "model",
+        **fields,
+    )
+    options = _options(args.option)
+    if args.backend == "local":
+        options.setdefault("ready_timeout_s", ready_s)
+    deployer = stress.get_deployer(args.backend, **options)
+    with deployer.deploy(spec) as dep:
+        if args.capacity:
+            cap = stress.capacity_search(
+                dep,
+                slo_ms,
+                start_rps=args.start_rps,
+                max_steps=args.max_steps,
+                duration_s=duration_s,
+                warmup_s=warmup_s,
+            )
+            top = cap.at_capacity
+            out = {
+                "config": fields,
+                "backend": args.backend,
+                "slo_p99_ms": slo_ms,
+                "capacity_rps": cap.capacity_rps,
+                **({k: v for k, v in _load_dict(top).items() if k != "target_rps"} if top else {}),
+                "steps": [_load_dict(s) for s in cap.steps],
+            }
+        else:
+            res = dep.open_loop(args.rate, duration_s, warmup_s)
+            out = {"config": fields, "backend": args.backend, **_load_dict(res)}
+    out = _clean(out)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        _print_human(out, args.capacity)
+    return 0
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.2f} ms"
+
+
+def _print_human(out: dict[str, Any], capacity: bool) -> None:
+    cfg = ",".join(f"{k}={v}" for k, v in out["config"].items())
+    print(f"config {cfg} on {out['backend']}")
+    if capacity:
+        for i, s in enumerate(out["steps"], 1):
+            verdict = (
+                "pass"
+                if s["passed"]
+                else ("fail (aborted early)" if s["aborted_early"] else "fail")
+            )
+            print(
+                f"  step {i}: {s['target_rps']:,.1f} req/s -> {s['throughput_rps']:,.1f} served, "
+                f"p99 {_fmt_ms(s['p99_ms'])}, errors {s['error_rate']:.1%}: {verdict}"
+            )
+        print(
+            f"capacity {out['capacity_rps']:,.1f} requests/s within p99 <= {out['slo_p99_ms']:g} ms"
+        )
+        if "p99_ms" not in out:
+            return
+    print(
+        f"throughput {out['throughput_rps']:,.1f} requests/s, p50 {_fmt_ms(out['p50_ms'])}, "
+        f"p95 {_fmt_ms(out['p95_ms'])}, p99 {_fmt_ms(out['p99_ms'])}, errors {out['error_rate']:.2%}"
+    )
+    if out.get("inflight_cap_hits"):
+        print(f"warning: the in-flight cap was hit {out['inflight_cap_hits']} times")
+    if out.get("generator_saturated"):
+        print("warning: the load generator was the bottleneck; figures understate the server")

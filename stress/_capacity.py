@@ -1,0 +1,87 @@
+"""Capacity search: the highest arrival rate whose p99 meets the SLO, in a handful of steps.
+
+Generic over :class:`Deployment` (any backend's ``open_loop``). A ramp multiplies the rate
+while steps pass (by 4 while p99 is under half the SLO, else by 2); the first failing
+step bounds the capacity from above, tightened to the throughput it actually achieved (an
+overloaded server serves its maximum rate, and the SLO capacity lies below it); bisection then
+narrows [pass, fail]. Each step aborts early once its p99 is certainly over the SLO, so failing
+steps are cheap. The answer is the highest *measured* passing rate.
+"""
+
+from __future__ import annotations
+
+from ._api import CapacityResult, Deployment, LoadResult, StressError
+
+#: First rate tried without an estimate.
+DEFAULT_START_RPS = 50.0
+#: A step serves its rate when it completes at least this share of it (Poisson noise).
+SERVED_SHARE = 0.95
+#: A step lasts long enough for this many measured requests (a p99 needs ~100 samples), up to
+#: three times its nominal duration.
+MIN_SAMPLES = 100
+#: Stop bisecting once the bracket is this narrow (relative to its upper end).
+RESOLUTION = 0.05
+
+
+def step_passes(result: LoadResult, slo_p99_ms: float, max_error_rate: float = 0.01) -> bool:
+    """A step meets the SLO: p99 within it, errors rare, and the offered rate actually served."""
+    return (
+        not result.aborted_early
+        and result.completed > 0
+        and result.p99_ms <= slo_p99_ms
+        and result.error_rate <= max_error_rate
+        and result.throughput_rps >= SERVED_SHARE * _offered_rps(result)
+    )
+
+
+def _offered_rps(result: LoadResult) -> float:
+    """The rate the Poisson process actually offered in the window (else the nominal rate):
+    a short step offers fewer or more than nominal by chance, which is no fault of the server."""
+    return float(result.extra.get("offered_rps") or result.target_rps)
+
+
+def capacity_search(
+    deployment: Deployment,
+    slo_p99_ms: float,
+    start_rps: float | None = None,
+    max_steps: int = 5,
+    *,
+    duration_s: float = 5.0,
+    warmup_s: float = 1.0,
+    max_error_rate: float = 0.01,
+) -> CapacityResult:
+    """Find the highest rate whose p99 meets ``slo_p99_ms`` within ``max_steps`` load steps.
+
+    ``start_rps`` (an estimate, e.g. from the prior) replaces the default first rate.
+    ``capacity_rps`` is 0.0 when not even the lowest rate tried met the SLO.
+    """
+    if slo_p99_ms <= 0 or max_steps < 1:
+        raise StressError("the SLO must be positive and max_steps >= 1")
+    rate = float(start_rps or DEFAULT_START_RPS)
+    if rate <= 0:
+        raise StressError("start_rps must be positive")
+    lo, hi = 0.0, None
+    best: LoadResult | None = None
+    steps: list[LoadResult] = []
+    for _ in range(max_steps):
+        step_s = max(duration_s, min(MIN_SAMPLES / rate, 3.0 * duration_s))
+        res = deployment.open_loop(rate, step_s, warmup_s, abort_p99_ms=slo_p99_ms)
+        steps.append(res)
+        passed = step_passes(res, slo_p99_ms, max_error_rate)
+        res.extra["passed"] = passed
+        if passed:
+            lo, best = rate, res
+        else:
+            upper = rate
+            if not res.generator_saturated and res.throughput_rps > 0:
+                upper = min(rate, res.throughput_rps * 1.02)
+            hi = max(lo * (1 + RESOLUTION), upper) if hi is None else min(hi, max(upper, lo))
+        if hi is None:
+            rate *= 4.0 if res.p99_ms < 0.5 * slo_p99_ms else 2.0
+        elif lo == 0.0:
+            rate = hi / 4.0
+        else:
+            if (hi - lo) <= RESOLUTION * hi:
+                break
+            rate = (lo + hi) / 2.0
+    return CapacityResult(capacity_rps=lo, slo_p99_ms=slo_p99_ms, steps=steps, at_capacity=best)

@@ -1,0 +1,316 @@
+"""Local deployments: ``replicas`` model-server processes on this machine.
+
+Each replica is ``python -m stress.server`` on a free port, with ``ceil(cpu_cores)`` intra-op
+threads and pinned to as many cores (``os.sched_setaffinity``, where the OS allows; replicas
+wrap around when they ask for more cores than there are). Every server runs in its own process
+group and is stopped on teardown, at interpreter exit, on SIGTERM/SIGINT and, through
+``PR_SET_PDEATHSIG``, even when the parent dies hard. A server that exits while the load runs
+(a crash, an OOM kill) stops the measurement with a :class:`DeployError`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ._api import Deployer, DeployError, Deployment, DeploymentSpec, LoadResult, StressError
+from ._load import DEFAULT_INFLIGHT_CAP, input_signature
+from ._load import open_loop as _open_loop
+
+_LIVE: set[LocalDeployment] = set()
+_LIVE_LOCK = threading.Lock()
+_HANDLERS_INSTALLED = False
+
+
+def _teardown_all() -> None:
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for dep in live:
+        with contextlib.suppress(Exception):
+            dep.teardown()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _teardown_all()
+    previous = _PREVIOUS.get(signum)
+    if callable(previous):
+        previous(signum, frame)
+    else:
+        raise SystemExit(128 + signum)
+
+
+_PREVIOUS: dict[int, Any] = {}
+
+
+def _install_handlers() -> None:
+    """atexit + SIGTERM/SIGHUP handlers that stop every live server (SIGINT already raises
+    KeyboardInterrupt, which unwinds through the deployments' context managers)."""
+    global _HANDLERS_INSTALLED
+    if _HANDLERS_INSTALLED:
+        return
+    _HANDLERS_INSTALLED = True
+    atexit.register(_teardown_all)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError, OSError):
+                _PREVIOUS[sig] = signal.getsignal(sig)
+                signal.signal(sig, _on_sigterm)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM the server when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def core_sets(replicas: int, cpu_cores: float) -> list[list[int]]:
+    """The cores each replica is pinned to: consecutive blocks of ``ceil(cpu_cores)`` over the
+    usable cores, wrapping around when the deployment asks for more than the machine has."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    per = max(1, math.ceil(cpu_cores))
+    if not allowed:
+        return [[] for _ in range(replicas)]
+    return [
+        sorted({allowed[(r * per + j) % len(allowed)] for j in range(per)}) for r in range(replicas)
+    ]
+
+
+class LocalDeployment(Deployment):
+    """Running server processes for one spec; tear down with :meth:`teardown` (or ``with``)."""
+
+    def __init__(self, spec: DeploymentSpec, deployer: LocalDeployer) -> None:
+        super().__init__(spec)
+        self.deployer = deployer
+        self.procs: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+        self.cores: list[list[int]] = []
+        self.pinned = False
+        self._logs: list[Path] = []
+        self._tmp = Path(tempfile.mkdtemp(prefix="stress-local-"))
+        self._down = False
+        self.signature = input_signature(spec.model_path)
+
+    @property
+    def endpoints(self) -> list[str]:
+        host = self.deployer.host
+        return [f"http://{host}:{p}/v2/models/{self.spec.model_name}/infer" for p in self.ports]
+
+    def start(self) -> None:
+        spec = self.spec
+        self.cores = core_sets(spec.replicas, spec.cpu_cores)
+        threads = max(1, math.ceil(spec.cpu_cores))
+        device = "cuda" if spec.uses_gpu else "cpu"
+        ports = list(self.deployer.ports or [])
+        for i in range(spec.replicas):
+            port = ports[i] if i < len(ports) else free_port(self.deployer.host)
+            log = self._tmp / f"replica-{i}.log"
+            cmd = [
+                sys.executable, "-m", "stress.server", str(spec.model_path),
+                "--port", str(port), "--host", self.deployer.host,
+                "--name", spec.model_name,
+                "--max-batch-size", str(spec.batch_size),
+                "--max-queue-delay-ms", str(spec.max_queue_delay_ms),
+                "--threads", str(threads), "--device", device,
+            ]  # fmt: skip
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+            with open(log, "wb") as fh:
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # its own process group, killed as a whole
+                    preexec_fn=self._limits,
+                    env=env,
+                )
+            self.procs.append(proc)
+            self.ports.append(port)
+            self._logs.append(log)
+            if self.cores[i]:
+                try:
+                    os.sched_setaffinity(proc.pid, self.cores[i])
+                    self.pinned = True
+                except OSError:
+                    pass
+        self.wait_ready(self.deployer.ready_timeout_s)
+
+    def _limits(self) -> None:  # pragma: no cover - runs in the child before exec
+        _die_with_parent()
+        if self.spec.memory_mb:
+            import resource
+
+            limit = int(self.spec.memory_mb) * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    def _last_log_line(self, i: int) -> str:
+        try:
+            lines = [
+                ln for ln in self._logs[i].read_text(errors="replace").splitlines() if ln.strip()
+            ]
+        except OSError:
+            return ""
+        return lines[-1].strip() if lines else ""
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Poll every replica's ``/v2/health/ready`` until all answer 200."""
+        deadline = time.monotonic() + timeout_s
+        pending = set(range(len(self.procs)))
+        while pending:
+            for i in sorted(pending):
+                self._check_replica(i, "before it was ready")
+                url = f"http://{self.deployer.host}:{self.ports[i]}/v2/health/ready"
+                try:
+                    with urllib.request.urlopen(url, timeout=1.0) as resp:
+                        if resp.status == 200:
+                            pending.discard(i)
+                except (urllib.error.URLError, OSError):
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise DeployError(
+                    f"replica(s) {sorted(pending)} not ready after {timeout_s:g} s "
+                    f"({self._last_log_line(min(pending)) or 'no output'})"
+                )
+            if pending:
+                time.sleep(0.05)
+
+    def _check_replica(self, i: int, when: str) -> None:
+        rc = self.procs[i].poll()
+        if rc is None:
+            return
+        how = f"exit code {rc}"
+        if rc < 0:
+            name = signal.Signals(-rc).name
+            how = f"killed by {name}" + (" (out of memory?)" if rc == -signal.SIGKILL else "")
+        last = self._last_log_line(i)
+        raise DeployError(
+            f"replica {i} (pid {self.procs[i].pid}) died {when}: {how}"
+            + (f": {last}" if last else "")
+        )
+
+    def check_alive(self) -> None:
+        """Raise :class:`DeployError` if any server process has exited."""
+        for i in range(len(self.procs)):
+            self._check_replica(i, "under test")
+
+    def open_loop(
+        self,
+        rate_rps: float,
+        duration_s: float,
+        warmup_s: float = 1.0,
+        abort_p99_ms: float | None = None,
+    ) -> LoadResult:
+        if self._down:
+            raise StressError("deployment already torn down")
+        self.check_alive()
+        result = _open_loop(
+            self.endpoints,
+            self.signature,
+            rate_rps,
+            duration_s,
+            warmup_s,
+            abort_p99_ms,
+            inflight_cap=self.deployer.inflight_cap,
+            timeout_s=self.deployer.request_timeout_s,
+            processes=self.deployer.generator_processes,
+            dims=self.deployer.dims,
+            check_alive=self.check_alive,
+        )
+        result.extra.update(replicas=len(self.procs), pinned=self.pinned, cores=self.cores)
+        return result
+
+    def teardown(self) -> None:
+        """SIGTERM every server's process group, SIGKILL what is left after a grace period."""
+        if self._down:
+            return
+        self._down = True
+        for p in self.procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5.0
+        for p in self.procs:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for f in self._tmp.iterdir():
+            with contextlib.suppress(OSError):
+                f.unlink()
+        with contextlib.suppress(OSError):
+            self._tmp.rmdir()
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+class LocalDeployer(Deployer):
+    """Deploys specs as server processes on this machine (the embedded default backend).
+
+    ``ready_timeout_s`` bounds the start-up; ``ports`` fixes the replicas' ports (free ports by
+    default); ``generator_processes`` forces the number of Locust processes (by rate otherwise);
+    ``dims`` sets symbolic input dimensions (e.g. ``{"sequence": 128}``) of the requests.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        ready_timeout_s: float = 60.0,
+        host: str = "127.0.0.1",
+        ports: list[int] | None = None,
+        generator_processes: int | None = None,
+        inflight_cap: int = DEFAULT_INFLIGHT_CAP,
+        request_timeout_s: float = 30.0,
+        dims: dict[str, int] | None = None,
+    ) -> None:
+        self.ready_timeout_s = float(ready_timeout_s)
+        self.host = host
+        self.ports = ports
+        self.generator_processes = generator_processes
+        self.inflight_cap = int(inflight_cap)
+        self.request_timeout_s = float(request_timeout_s)
+        self.dims = dims
+
+    def deploy(self, spec: DeploymentSpec) -> LocalDeployment:
+        if not Path(spec.model_path).is_file():
+            raise StressError(f"no such model file: {spec.model_path}")
+        if spec.replicas < 1 or spec.batch_size < 1 or spec.cpu_cores <= 0:
+            raise StressError("replicas and batch_size must be >= 1 and cpu_cores > 0")
+        _install_handlers()
+        dep = LocalDeployment(spec, self)
+        with _LIVE_LOCK:
+            _LIVE.add(dep)
+        try:
+            dep.start()
+        except BaseException:
+            dep.teardown()
+            raise
+        return dep

@@ -1,0 +1,330 @@
+"""The open-loop load on Locust: Poisson arrivals, latency from the scheduled send time.
+
+Locust's users are closed loops (a user waits for its answer before it sends again), which
+hides queueing (coordinated omission). Here one Locust ``FastHttpUser`` acts as an arrival
+process instead: it draws exponential inter-arrival gaps at the target rate and, at each
+scheduled instant, spawns a greenlet that sends one request through the user's connection pool.
+Latency is timed from the *scheduled* instant, so a late send counts against the server.
+At most ``inflight_cap`` requests are in flight; an arrival that finds the cap full is dropped,
+counted as an error and reported as a cap hit. Exact latencies come from Locust's ``request``
+event (Locust's own percentiles are rounded to about two significant digits).
+
+This module imports locust (which gevent-patches the process): it must only ever run in a
+process of its own. Two ways to run it:
+
+- ``python -m stress._locustfile CONFIG.json``: what :mod:`stress._load` does, one process per
+  share of the rate; results go to ``config["out"]`` as JSON;
+- ``locust -f stress/_locustfile.py --headless -u 1 -r 1`` (also as master/workers) with the
+  config JSON in the ``STRESS_LOAD_CONFIG`` environment variable (a path or the JSON itself);
+  each process prints one line ``STRESS_RESULT {json}`` (and writes ``out`` if set) when done.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import gevent  # noqa: E402
+import numpy as np  # noqa: E402
+from locust import FastHttpUser, events, task  # noqa: E402
+from locust.env import Environment  # noqa: E402
+
+_V2 = {
+    "float32": "FP32",
+    "float64": "FP64",
+    "float16": "FP16",
+    "int64": "INT64",
+    "int32": "INT32",
+    "int16": "INT16",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "bool": "BOOL",
+}
+#: How many different request bodies to pre-build and cycle through.
+N_BODIES = 16
+
+
+def make_bodies(signature: list[dict], dims: dict, seed: int, n: int = N_BODIES) -> list[bytes]:
+    """v2 infer request bodies of one row each from an input signature.
+
+    Integer inputs with a ``value_range`` (token ids) stay within it; floats are standard
+    normal. Symbolic dimensions take ``dims[name]`` (the batch dimension is always 1).
+    """
+    rng = np.random.default_rng(seed)
+    bodies = []
+    for _ in range(n):
+        tensors = []
+        for spec in signature:
+            shape = [
+                d if isinstance(d, int) and d > 0 else int(dims.get(str(d), dims.get("*", 16)))
+                for d in spec["shape"]
+            ]
+            if shape:
+                shape[0] = 1  # one row per request: batching is the server's job
+            dtype = spec["dtype"]
+            if dtype.startswith(("int", "uint")):
+                lo, hi = spec.get("value_range") or (0, 1)
+                data = rng.integers(lo, hi + 1, size=shape).astype(dtype)
+            elif dtype == "bool":
+                data = rng.integers(0, 2, size=shape).astype(bool)
+            else:
+                data = rng.standard_normal(shape).astype(dtype)
+            tensors.append(
+                {
+                    "name": spec["name"],
+                    "shape": shape,
+                    "datatype": _V2.get(dtype, "FP32"),
+                    "data": data.reshape(-1).tolist(),
+                }
+            )
+        bodies.append(json.dumps({"inputs": tensors}, separators=(",", ":")).encode())
+    return bodies
+
+
+def _load_config() -> dict:
+    raw = os.environ.get("STRESS_LOAD_CONFIG", "")
+    if raw.lstrip().startswith("{"):
+        return json.loads(raw)
+    if raw:
+        with open(raw) as fh:
+            return json.load(fh)
+    return {}
+
+
+class OpenLoopUser(FastHttpUser):
+    """One Poisson arrival process; its single task runs the whole open-loop step."""
+
+    host = "http://127.0.0.1"
+    config: dict = {}
+    network_timeout = 30.0
+    connection_timeout = 10.0
+    concurrency = 256
+
+    def __init__(self, environment) -> None:
+        cfg = self.config or _load_config()
+        type(self).concurrency = int(cfg.get("inflight_cap", 256))
+        self.network_timeout = float(cfg.get("timeout_s", 30.0))
+        self.host = cfg["endpoints"][0].split("/v2/")[0]
+        super().__init__(environment)
+        self.cfg = cfg
+        self.result: dict | None = None
+
+    @task
+    def open_loop(self) -> None:
+        """Under ``locust -f``: one step, then the whole runner quits (and emits the result)."""
+        try:
+            _records["result"] = run_open_loop(self, self.cfg)
+        finally:
+            gevent.spawn(self.environment.runner.quit)
+            gevent.sleep(3600)
+
+
+_records: dict = {}
+
+
+@events.request.add_listener
+def _on_request(
+    request_type, name, response_time, response_length, exception=None, context=None, **kwargs
+) -> None:
+    """Record one exact latency, from the scheduled send time (``context['t_sched']``)."""
+    if not context or "t_sched" not in context:
+        return
+    now = time.perf_counter()
+    rec = _records.get("state")
+    if rec is None:
+        return
+    rec.on_done(context["rid"], context["t_sched"], now, response_time, exception is None)
+
+
+class _State:
+    def __init__(self, base: float, warmup_s: float, abort_ms: float | None, expected: float):
+        self.base = base
+        self.warmup_s = warmup_s
+        self.abort_s = abort_ms / 1000.0 if abort_ms else None
+        # The step's p99 is certainly above the limit once more than 1% of all the requests
+        # the step will measure took longer: that is when it is "clearly violated".
+        self.abort_budget = max(3, math.ceil(0.01 * expected)) if abort_ms else None
+        self.sched: list[float] = []
+        self.lat_ms: list[float] = []
+        self.service_ms: list[float] = []
+        self.ok: list[int] = []
+        self.done_at: list[float] = []
+        self.pending: dict[int, float] = {}
+        self.over = 0
+
+    def on_done(self, rid, t_sched, now, service_ms, ok) -> None:
+        if self.pending.pop(rid, None) is None:
+            return  # already censored at the end of the step
+        rel = t_sched - self.base
+        lat = now - t_sched
+        self.sched.append(rel)
+        self.lat_ms.append(lat * 1000.0)
+        self.service_ms.append(float(service_ms))
+        self.ok.append(1 if ok else 0)
+        self.done_at.append(now - self.base)
+        if self.abort_s is not None and rel >= self.warmup_s and (lat > self.abort_s or not ok):
+            self.over += 1
+
+    def clearly_violated(self) -> bool:
+        return self.abort_budget is not None and self.over > self.abort_budget
+
+
+def run_open_loop(user: FastHttpUser, cfg: dict) -> dict:
+    """Drive Poisson arrivals at ``cfg['rate_rps']`` and return every measurement as JSON data."""
+    rate = float(cfg["rate_rps"])
+    duration = float(cfg["duration_s"])
+    warmup = float(cfg.get("warmup_s", 0.0))
+    endpoints = list(cfg["endpoints"])
+    cap = int(cfg.get("inflight_cap", 256))
+    timeout = float(cfg.get("timeout_s", 30.0))
+    rng = random.Random(cfg.get("seed", 0))
+    bodies = make_bodies(cfg.get("signature", []), cfg.get("dims", {}), cfg.get("seed", 0))
+    headers = {"Content-Type": "application/json"}
+    start_at = float(cfg.get("start_at") or time.time())
+    base = time.perf_counter() + (start_at - time.time())
+    st = _State(base, warmup, cfg.get("abort_p99_ms"), rate * duration)
+    _records["state"] = st
+    total = warmup + duration
+    cap_hits = 0
+    lag_ms: list[float] = []
+    greenlets = []
+    cpu0 = time.process_time()
+
+    def one(rid: int, t_sched: float, url: str, body: bytes) -> None:
+        lag_ms.append((time.perf_counter() - t_sched) * 1000.0)
+        user.client.post(
+            url, data=body, headers=headers, name="infer", context={"t_sched": t_sched, "rid": rid}
+        )
+
+    gevent.sleep(max(0.0, base - time.perf_counter()))
+    t = 0.0
+    rid = 0
+    aborted = False
+    while True:
+        t += rng.expovariate(rate)
+        if t >= total:
+            break
+        delay = base + t - time.perf_counter()
+        if delay > 0:
+            gevent.sleep(delay)
+        if st.clearly_violated():
+            aborted = True
+            break
+        rid += 1
+        if len(st.pending) >= cap:
+            cap_hits += 1
+            st.sched.append(t)
+            st.lat_ms.append(float("nan"))
+            st.service_ms.append(float("nan"))
+            st.ok.append(0)
+            st.done_at.append(t)
+            if t >= warmup:
+                st.over += 1
+            continue
+        st.pending[rid] = base + t
+        greenlets.append(
+            gevent.spawn(
+                one, rid, base + t, endpoints[rid % len(endpoints)], bodies[rid % len(bodies)]
+            )
+        )
+        if len(greenlets) > 4096:
+            greenlets = [g for g in greenlets if not g.dead]
+    end_sched = time.perf_counter()
+    # Wait for what is in flight (briefly when aborting), then censor the rest.
+    grace = 0.5 if aborted else timeout
+    gevent.joinall([g for g in greenlets if not g.dead], timeout=grace)
+    censored = 0
+    now = time.perf_counter()
+    for r, t_sched in list(st.pending.items()):
+        st.pending.pop(r)
+        censored += 1
+        st.sched.append(t_sched - base)
+        st.lat_ms.append((now - t_sched) * 1000.0)
+        st.service_ms.append(float("nan"))
+        st.ok.append(0)
+        st.done_at.append(now - base)
+    wall = time.perf_counter() - base
+    lag = sorted(lag_ms)
+    return {
+        "rate_rps": rate,
+        "duration_s": duration,
+        "warmup_s": warmup,
+        "sent": rid - cap_hits,
+        "scheduled": rid,
+        "cap_hits": cap_hits,
+        "censored": censored,
+        "aborted": aborted,
+        "schedule_end_s": end_sched - base,
+        "wall_s": wall,
+        "cpu_s": time.process_time() - cpu0,
+        "send_lag_p50_ms": lag[len(lag) // 2] if lag else 0.0,
+        "send_lag_p99_ms": lag[min(len(lag) - 1, int(0.99 * len(lag)))] if lag else 0.0,
+        "sched_s": st.sched,
+        "latency_ms": [x if x == x else None for x in st.lat_ms],
+        "service_ms": [x if x == x else None for x in st.service_ms],
+        "ok": st.ok,
+        "done_s": st.done_at,
+    }
+
+
+def _emit(result: dict, cfg: dict) -> None:
+    out = cfg.get("out")
+    if out:
+        tmp = out + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(result, fh)
+        os.replace(tmp, out)
+    else:
+        print("STRESS_RESULT " + json.dumps(result), flush=True)
+
+
+@events.quitting.add_listener
+def _on_quitting(environment, **kwargs) -> None:
+    """Under ``locust -f``: write this process's result as it exits."""
+    if _records.get("emitted"):
+        return
+    result = _records.get("result")
+    if result is not None:
+        _emit(result, _load_config())
+        _records["emitted"] = True
+
+
+def main(argv: list[str]) -> int:
+    """Run one open-loop step as this process's share of the load (see the module docstring)."""
+    with open(argv[0]) as fh:
+        cfg = json.load(fh)
+    OpenLoopUser.config = cfg
+    env = Environment(user_classes=[OpenLoopUser], events=events)
+    runner = env.create_local_runner()
+    user = OpenLoopUser(env)
+    result = {}
+    if cfg.get("handshake"):
+        # Tell the parent the (slow) imports are done; it answers with the common start time.
+        print("READY", flush=True)
+        line = sys.stdin.readline().split()
+        if not line or line[0] != "GO":
+            return 1
+        cfg["start_at"] = float(line[1])
+
+    def stop(*_):
+        # SIGTERM from the parent: finish early; what was measured so far is still written.
+        _records["state"].abort_budget = -1 if "state" in _records else None
+
+    gevent.signal_handler(15, stop)
+    try:
+        result = run_open_loop(user, cfg)
+    finally:
+        runner.quit()
+    result["locust_requests"] = env.stats.total.num_requests
+    _emit(result, cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
