@@ -100,8 +100,15 @@ def _why(exc: BaseException) -> str:
         except ValueError:
             msg = exc.reason
         return f"HTTP {exc.status}: {msg}"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[-1] if text else ''}"[:300]
+    import urllib3
+
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    text = str(exc).strip()
+    for marker in ("Failed to establish a new connection: ", "Failed to resolve "):
+        if marker in text:
+            text = text.split(marker, 1)[1].rstrip(")'\"")
+    return (text.splitlines() or [type(exc).__name__])[-1][:200]
 
 
 class _Cluster:

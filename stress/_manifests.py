@@ -211,8 +211,8 @@ def _fetch_container(spec: DeploymentSpec, opts: ManifestOptions) -> dict[str, A
         "command": ["sh", "-c", script],
         "env": env,
         "resources": {
-            "requests": {"cpu": "100m", "memory": "128Mi"},
-            "limits": {"cpu": "500m", "memory": "256Mi"},
+            "requests": {"cpu": "250m", "memory": "256Mi"},
+            "limits": {"cpu": "250m", "memory": "256Mi"},
         },
         "securityContext": _container_security(),
         "volumeMounts": [
@@ -472,18 +472,25 @@ def render_plan_manifests(
     kserve: bool = False,
     name: str | None = None,
     options: ManifestOptions | None = None,
+    target_rps: float | None = None,
+    slo_p99_ms: float | None = None,
 ) -> list[dict[str, Any]]:
     """Deployable manifests for a final plan: ConfigMap, Deployment, Service, HPA
     (autoscaling/v2, from ``spec.replicas`` up to ``hpa_max_replicas``, default twice that),
     and with ``kserve`` a KServe ``InferenceService`` serving the same model with Triton.
 
     The HPA scales on CPU utilization (the one metric every cluster has); scaling on Triton's
-    queue time needs a custom-metrics adapter and is left to the operator.
+    queue time needs a custom-metrics adapter and is left to the operator. ``target_rps`` and
+    ``slo_p99_ms``, when given, are recorded as annotations of the Deployment.
     """
     opts = options or ManifestOptions()
     opts = ManifestOptions(**{**opts.__dict__, "image": image, "namespace": namespace})
     name = dns_name(name or f"{spec.model_name}-serving")
     docs = render_trial_manifests(spec, name, opts)
+    notes = {"autoconf.io/target-rps": target_rps, "autoconf.io/slo-p99-ms": slo_p99_ms}
+    annotations = {k: f"{v:g}" for k, v in notes.items() if v is not None}
+    if annotations:
+        docs[1]["metadata"]["annotations"] = annotations
     min_r = max(1, int(spec.replicas))
     max_r = max(min_r, int(hpa_max_replicas) if hpa_max_replicas else 2 * min_r)
     labels = trial_labels(spec)

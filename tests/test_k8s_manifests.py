@@ -1,0 +1,168 @@
+"""Every manifest the project renders, validated against the real Kubernetes schemas offline
+(kubernetes-validate, strict mode: unknown fields are errors). KServe's InferenceService has
+no schema there: its core-typed parts are validated, its shape checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+import yaml
+from onnx import TensorProto, helper
+
+from stress import DeploymentSpec, StressError, render_plan_manifests, validate_manifests
+from stress._manifests import (
+    LoadJobSpec,
+    ManifestOptions,
+    render_load_manifests,
+    render_trial_manifests,
+    triton_model_config,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path_factory.mktemp("m") / "tiny.onnx"
+    onnx.save(helper.make_model(graph), path)
+    return path
+
+
+def _spec(model: Path, **kw) -> DeploymentSpec:
+    base = dict(batch_size=8, replicas=2, cpu_cores=1.5, labels={"study": "s 1", "trial": "7"})
+    return DeploymentSpec(model, **{**base, **kw})
+
+
+def _pods(docs):
+    for d in docs:
+        if d["kind"] in ("Deployment", "Job"):
+            yield d["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("gpu", [None, "A100-80GB"])
+def test_trial_and_load_manifests_are_valid_and_hardened(model: Path, gpu) -> None:
+    spec = _spec(model, gpu_type=gpu)
+    docs = render_trial_manifests(spec, "ac-s-7", ManifestOptions(namespace="ns"))
+    docs += render_load_manifests(
+        spec, "ac-s-7-l1", LoadJobSpec("http://ac-s-7:8000", 5, 1, workers=3, env={"A": "1"})
+    )
+    validate_manifests(docs)
+    assert [d["kind"] for d in docs] == [
+        "ConfigMap", "Deployment", "Service", "ConfigMap", "Service", "Job", "Job"
+    ]  # fmt: skip
+    for d in docs:
+        labels = d["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "autoconf"
+        assert labels["autoconf.io/study"] == "s-1" and labels["autoconf.io/trial"] == "7"
+    for pod in _pods(docs):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["readOnlyRootFilesystem"] is True
+            assert c["resources"]["requests"] == c["resources"]["limits"]
+    triton = docs[1]["spec"]["template"]["spec"]["containers"][0]
+    assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert triton["resources"]["limits"]["cpu"] == "1500m"
+    pod = docs[1]["spec"]["template"]["spec"]
+    if gpu:
+        assert triton["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    else:
+        assert "nvidia.com/gpu" not in triton["resources"]["limits"]
+        assert "nodeSelector" not in pod
+    worker = docs[-1]["spec"]
+    assert worker["parallelism"] == worker["completions"] == 3
+    assert worker["completionMode"] == "Indexed"
+
+
+def test_triton_config_reflects_the_spec(model: Path) -> None:
+    text = triton_model_config(_spec(model, gpu_type="T4", instances_per_gpu=2, batch_size=16))
+    assert "max_batch_size: 16" in text
+    assert "max_queue_delay_microseconds: 2000" in text
+    assert "count: 2" in text and "kind: KIND_GPU" in text
+    assert "kind: KIND_CPU" in triton_model_config(_spec(model))
+
+
+def test_gpu_label_and_product_table_are_overridable(model: Path) -> None:
+    opts = ManifestOptions(gpu_label="cloud.example/accel", gpu_product_labels={"T4": "t4-pcie"})
+    pod = render_trial_manifests(_spec(model, gpu_type="T4"), "x", opts)[1]["spec"]["template"]
+    assert pod["spec"]["nodeSelector"] == {"cloud.example/accel": "t4-pcie"}
+
+
+def test_model_is_embedded_when_small_and_fetched_from_uri_otherwise(model: Path) -> None:
+    cm, dep, _ = render_trial_manifests(_spec(model), "x")
+    assert "model.onnx" in cm["binaryData"]
+    assert (
+        "cp /config/model.onnx"
+        in dep["spec"]["template"]["spec"]["initContainers"][0]["command"][2]
+    )
+    opts = ManifestOptions(model_uri="https://models.example/tiny.onnx")
+    cm, dep, _ = render_trial_manifests(_spec(model), "x", opts)
+    init = dep["spec"]["template"]["spec"]["initContainers"][0]
+    assert "binaryData" not in cm
+    assert init["env"] == [{"name": "MODEL_URI", "value": "https://models.example/tiny.onnx"}]
+    validate_manifests([cm, dep])
+
+
+@pytest.mark.parametrize("gpu", ["cpu", "H100"])
+def test_plan_manifests_with_hpa_and_kserve_are_valid(model: Path, gpu: str) -> None:
+    docs = render_plan_manifests(
+        _spec(model, gpu_type=gpu, replicas=3),
+        image="nvcr.io/nvidia/tritonserver:24.08-py3",
+        namespace="prod",
+        hpa_max_replicas=9,
+        kserve=True,
+        target_rps=120.0,
+        slo_p99_ms=50.0,
+    )
+    validate_manifests(docs)
+    kinds = [d["kind"] for d in docs]
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "InferenceService",
+    ]
+    hpa = docs[3]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 9)
+    assert all(d["metadata"]["namespace"] == "prod" for d in docs)
+    assert docs[1]["metadata"]["annotations"]["autoconf.io/slo-p99-ms"] == "50"
+
+
+def test_invalid_documents_are_rejected_with_one_line(model: Path) -> None:
+    docs = render_plan_manifests(_spec(model), kserve=True)
+    bad = yaml.safe_load(yaml.safe_dump(docs[1]))
+    bad["spec"]["template"]["spec"]["containers"][0]["resourcez"] = {}
+    with pytest.raises(StressError, match="invalid Deployment .*resourcez"):
+        validate_manifests([bad])
+    bad_isvc = yaml.safe_load(yaml.safe_dump(docs[-1]))
+    bad_isvc["spec"]["predictor"]["model"]["securityContext"]["runAsUserr"] = 1
+    with pytest.raises(StressError, match="InferenceService .*securityContext"):
+        validate_manifests([bad_isvc])
+    with pytest.raises(StressError, match="no schema"):
+        validate_manifests([{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {}}])
+
+
+def test_example_rbac_is_valid() -> None:
+    docs = list(yaml.safe_load_all((ROOT / "examples/kubernetes/rbac.yaml").read_text()))
+    assert {d["kind"] for d in docs} == {"ServiceAccount", "Role", "RoleBinding"}
+    validate_manifests(docs)
+    rules = {
+        (g, r): set(rule["verbs"])
+        for rule in docs[1]["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    for key in [("", "configmaps"), ("", "services"), ("apps", "deployments"), ("batch", "jobs")]:
+        assert {"create", "get", "list", "delete"} <= rules[key]
+    assert "get" in rules[("", "pods/log")]
