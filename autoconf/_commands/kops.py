@@ -76,7 +76,7 @@ def _print_table(prof: kops.ModelProfile) -> None:
     )
     table = Table(title=f"op types (key operators: {', '.join(prof.key_operators)})")
     for col in ("op type", "count", "FLOPs", "bytes", "est. time (us)", "share", "key"):
-        table.add_column(col, justify="left" if col == "op type" else "right")
+        table.add_column(col, justify="left" if col == "op type" else "right", no_wrap=True)
     for op, s in prof.op_types.items():
         table.add_row(
             op,
