@@ -283,3 +283,39 @@ def test_seed_differs_per_worker_via_wrapper() -> None:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+class _Profile:
+    """The two fields of a kops.ModelProfile that the live backends read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.name = str(path), "tiny"
+
+
+def test_kubernetes_backend_measures_and_fails_cleanly(double: KubeApiDouble, model: Path) -> None:
+    from autoconf import Config, Load, load_space
+    from autoconf.backends import get_backend
+
+    space = load_space("gpu-default")
+    api = client.ApiClient(client.Configuration(host=double.url))
+    opts = dict(api_client=api, namespace="trials", poll_s="0.02", unschedulable_grace_s="0")
+    with get_backend("kubernetes", space, study="bk", warmup_s=0.2, **opts) as backend:
+        ok = backend.evaluate(
+            _Profile(model),
+            Config(batch_size=4, gpu_type="T4", replicas=1, cpu_cores=2),
+            Load(slo_p99_ms=50, target_rps=20, duration_s=1.0),
+        )
+        assert ok.ok and ok.p99_ms is not None and ok.cost_per_hour > 0
+        assert double.count() == 0
+        failed = backend.evaluate(
+            _Profile(model),
+            Config(batch_size=4, gpu_type="H100", replicas=1, cpu_cores=2),  # no H100 node
+            Load(slo_p99_ms=50, target_rps=20, duration_s=1.0),
+        )
+        assert not failed.ok and "cannot be scheduled" in failed.error
+        assert double.count() == 0
+        # A leftover (a deployment never torn down) is found by the study's cleanup.
+        backend.deployer.deploy(backend.spec_for(_Profile(model), Config(1, "T4"), 99))
+        backend.deployer._slots.release()
+        assert double.count("autoconf.io/study=bk") > 0
+        assert backend.cleanup() and double.count() == 0

@@ -14,6 +14,7 @@ BACKENDS: dict[str, str] = {
     "local": "autoconf.backends._local:LocalBackend",
     "replay": "autoconf.backends._replay:ReplayBackend",
     "sim": "autoconf.backends._sim:SimBackend",
+    "kubernetes": "autoconf.backends._kubernetes:KubernetesBackend",
 }
 
 
