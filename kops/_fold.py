@@ -150,6 +150,17 @@ def _shapes(graph: onnx.GraphProto) -> dict[str, list[int]]:
     return out
 
 
+def _small_result(op: str, ins: list) -> bool:
+    """Refuse ops whose output size comes from a value (not an input's size) when it is large."""
+    if op in ("Expand", "ConstantOfShape"):
+        shape = _ints(ins[1] if op == "Expand" else ins[0])
+        return int(np.prod(shape, dtype=np.float64)) <= MAX_ELEMENTS and min(shape, default=1) >= 0
+    if op == "Range":
+        s, lim, d = (float(np.asarray(x).reshape(-1)[0]) for x in ins)
+        return d != 0 and (lim - s) / d <= MAX_ELEMENTS
+    return True
+
+
 def fold_round(model: onnx.ModelProto) -> int:
     """Evaluate what can be evaluated and rewire consumers to the results; returns how many."""
     graph = model.graph
@@ -184,6 +195,8 @@ def fold_round(model: onnx.ModelProto) -> int:
                 continue
             ins = [values.get(i) if i else None for i in node.input]
             if any(i and values.get(i) is None for i in node.input):
+                continue
+            if not _small_result(node.op_type, ins):
                 continue
             out = np.asarray(fn(node, ins))
             if out.size <= MAX_ELEMENTS:

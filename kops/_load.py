@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,8 +128,9 @@ def resolve_dims(
     """Values for every symbolic input dim: ``(dims_used, names_defaulted, warnings)``."""
     given = dict(dims or {})
     for k, v in given.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v <= 0:
             raise KopsError(f"dimension {k}={v!r}: value must be a positive integer")
+        given[k] = int(v)
     used: dict[str, int] = {}
     defaulted: list[str] = []
     for vi in graph_inputs(model.graph):
