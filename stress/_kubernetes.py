@@ -442,7 +442,12 @@ class KubernetesDeployer(Deployer):
         inflight_cap: int = 256,
         study: str | None = None,
         request_timeout_s: float = 10.0,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            raise StressError(
+                f"unknown kubernetes deployer option(s): {', '.join(sorted(unknown))}"
+            )
         if parallelism < 1:
             raise StressError("parallelism must be at least 1")
         self.cluster = _Cluster(api_client, kubeconfig, context, namespace, request_timeout_s)

@@ -265,6 +265,15 @@ def test_unreachable_cluster_is_one_line(
     )
     assert main(["cleanup", "--kubeconfig", str(tmp_path / "missing")]) == 1
     assert "cannot load Kubernetes configuration" in capsys.readouterr().err
+    argv = ["stress", str(model), "--config", "batch_size=2", "--backend", "kubernetes"]
+    argv += ["--option", f"kubeconfig={kubeconfig}", "--rate", "10", "--duration", "1s"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("autoconf: error: cannot reach the Kubernetes API") and err.count("\n") == 1
+    )
+    assert main([*argv, "--option", "replicaz=2"]) == 2
+    assert "unknown kubernetes deployer option(s): replicaz" in capsys.readouterr().err
 
 
 def test_seed_differs_per_worker_via_wrapper() -> None:
