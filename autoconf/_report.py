@@ -184,7 +184,7 @@ def _plots(records: Sequence[TrialRecord], ctx: ReportContext) -> list[tuple[str
     for feasible, color, label in ((True, "#2da44e", "feasible"), (False, "#d64545", "infeasible")):
         pts = [r for r in ok if r.feasible == feasible]
         ax.scatter(
-            [r.measurement.capacity_rps or r.measurement.throughput_rps or 0 for r in pts],
+            [r.measurement.throughput_rps or 0 for r in pts],
             [r.measurement.p99_ms for r in pts],
             s=18,
             color=color,
@@ -230,7 +230,7 @@ def _plots(records: Sequence[TrialRecord], ctx: ReportContext) -> list[tuple[str
         else:
             colors.append("#2da44e" if r.feasible else "#d64545")
     ax.barh(range(len(ranked)), [r.measurement.cost_per_hour for r in ranked], color=colors)
-    ax.set_yticks(range(len(ranked)), [_short(r.config) for r in ranked], fontsize=7)
+    ax.set_yticks(range(len(ranked)), [_short(r.config) for r in ranked], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("cost per hour ($)  — blue: chosen, green: feasible, red: infeasible")
     ax.set_title("Cost per config")
@@ -340,7 +340,7 @@ def render_report(records: Sequence[TrialRecord], ctx: ReportContext) -> str:
         )
         for v in ctx.validations:
             parts.append(
-                f"<tr><td class='l'>{e(v['config'])}</td><td>{_num(v.get('p99_ms'))}</td>"
+                f"<tr><td class='l'>{e(_short(Config.from_dict(v['config'])))}</td><td>{_num(v.get('p99_ms'))}</td>"
                 f"<td>{_num(v.get('throughput_rps'))}</td>"
                 f"<td class='l'>{'holds' if v['holds'] else 'does not hold'}</td></tr>"
             )

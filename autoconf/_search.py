@@ -61,6 +61,7 @@ class SearchOptions:
     validate_duration_s: float | None = None
     command: str = ""
     progress: bool = True
+    kserve: bool = False  # also write a KServe InferenceService
 
 
 @dataclass
@@ -170,19 +171,22 @@ def _knowledge_base(ref: str | None) -> Any | None:
     return kb_cls(target)
 
 
-def _history(kb: Any, space: SearchSpace, objective: Objective) -> list[Any]:
+def _history(kb: Any, space: SearchSpace) -> list[Any]:
+    """What the knowledge base measured on other models in this space (the prior's data)."""
     if kb is None:
         return []
-    try:
-        return list(kb.tables(space=space, objective=objective))
-    except TypeError:
-        return list(kb.tables())
+    return list(kb.tables(space=space))
+
+
+def kb_model_name(model_path: Path, sha: str) -> str:
+    """A model's name in the knowledge base: its file stem and content hash."""
+    return f"{model_path.stem}-{sha[:10]}"
 
 
 def _feed_knowledge(
     kb: Any,
+    name: str,
     profile: Any,
-    model_path: Path,
     space: SearchSpace,
     objective: Objective,
     records: list[TrialRecord],
@@ -191,9 +195,12 @@ def _feed_knowledge(
     if kb is None:
         return None
     try:
-        model_id = kb.add_model(profile)
+        features = profile.features()
+        import kops
+
+        kb.add_model(name, features, profile.to_dict(), feature_version=str(kops.FEATURE_VERSION))
         for r in records:
-            kb.add_measurement(model_id, space, objective, r.config, r.measurement)
+            kb.add_measurement(name, space, r.config, r.measurement, objective)
     except Exception as exc:  # the plan is worth more than the memory of it
         return f"knowledge base not updated: {type(exc).__name__}: {exc}"
     return None
@@ -289,7 +296,7 @@ def run_search(opts: SearchOptions) -> SearchResult:
     with contextlib.suppress(Exception):
         features = profile.features()
     kb = _knowledge_base(opts.knowledge)
-    history = _history(kb, space, objective)
+    history = [t for t in _history(kb, space) if t.name != kb_model_name(model_path, sha)]
     sampler, sampler_name = make_search_sampler(
         opts.sampler, space, objective, opts.seed, features, history
     )
@@ -362,7 +369,7 @@ def run_search(opts: SearchOptions) -> SearchResult:
                     holds, m, rps = validator(rec.config, rec.measurement)
                     validations.append(
                         {
-                            "config": rec.config.key(),
+                            "config": rec.config.to_dict(),
                             "target_rps": rps,
                             "holds": holds,
                             "p99_ms": m.p99_ms,
@@ -439,12 +446,14 @@ def run_search(opts: SearchOptions) -> SearchResult:
             validate_s,
         )
         result.plan_path = write_plan(out / "plan.yaml", plan)
-        result.manifests, note = _write_manifests(out, model_path, chosen.config, plan)
+        result.manifests, note = _write_manifests(out, model_path, chosen.config, plan, opts.kserve)
         if note:
             notes.append(note)
-    note = _feed_knowledge(kb, profile, model_path, space, objective, records)
+    note = _feed_knowledge(kb, kb_model_name(model_path, sha), profile, space, objective, records)
     if note:
         notes.append(note)
+    if kb is not None:
+        kb.close()
     write_trials_csv(out / "trials.csv", records)
     result.report_path = write_report(out / "report.html", records, ctx)
     return result
@@ -459,7 +468,7 @@ def _evaluator(backend: Any, profile: Any, load: Load) -> Any:
 
 def _stop_rule(objective: Objective) -> Any:
     try:
-        from .samplers import should_stop
+        from .samplers._meta import should_stop
     except ImportError:
         return None
     return lambda study: bool(should_stop(study, objective))
@@ -471,8 +480,10 @@ def _stopped(rule: Any, study: optuna.Study) -> bool:
 
 def _confidence(study: optuna.Study, objective: Objective) -> Any:
     try:
-        from .samplers import confidence_within_5pct
+        from .samplers._meta import MetaSampler, confidence_within_5pct
     except ImportError:
+        return None
+    if not isinstance(study.sampler, MetaSampler):
         return None
     return lambda: confidence_within_5pct(study, objective)
 
@@ -565,7 +576,7 @@ def _plan_dict(
 
 
 def _write_manifests(
-    out: Path, model_path: Path, config: Config, plan: dict[str, Any]
+    out: Path, model_path: Path, config: Config, plan: dict[str, Any], kserve: bool = False
 ) -> tuple[list[Path], str | None]:
     """Render the plan's Kubernetes manifests and check them against the real schemas."""
     import stress
@@ -586,7 +597,9 @@ def _write_manifests(
         gpu_type=config.gpu_type,
         labels={"app.kubernetes.io/managed-by": "autoconf"},
     )
-    docs = render(spec, target_rps=plan["load"]["target_rps"], slo_p99_ms=plan["slo"]["p99_ms"])
+    docs = render(
+        spec, kserve=kserve, target_rps=plan["load"]["target_rps"], slo_p99_ms=plan["slo"]["p99_ms"]
+    )
     validate = getattr(stress, "validate_manifests", None)
     if validate is not None:
         validate(docs)

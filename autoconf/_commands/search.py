@@ -99,6 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="passed to the backend (repeatable)",
     )
+    p.add_argument(
+        "--kserve", action="store_true", help="also write a KServe InferenceService manifest"
+    )
     p.add_argument("--no-progress", action="store_true", help="no live display")
     p.set_defaults(func=run)
 
@@ -164,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         duration_s=duration,
         command="autoconf " + shlex.join(sys.argv[1:]),
         progress=not args.no_progress,
+        kserve=args.kserve,
     )
     result = run_search(opts)
     print(
