@@ -1,0 +1,224 @@
+"""The load generator, the capacity search, ``autoconf stress`` and the local backend.
+
+The capacity-search algorithm is tested against a deterministic in-memory deployment (a double
+whose p99 is a known function of the rate); everything else runs real servers and real Locust.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import stress
+from autoconf import Config, Load, load_space
+from autoconf._commands.stress import parse_config, parse_duration_s
+from autoconf._errors import UserError
+from autoconf.backends import get_backend
+from stress._load import make_bodies, merge_results
+from stress._local import LocalDeployer
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import kops
+
+    return kops.zoo.build("tiny_mlp", tmp_path_factory.mktemp("load") / "tiny_mlp.onnx")
+
+
+# -- inputs and raw records -------------------------------------------------------------------
+
+
+def test_bodies_follow_the_signature_token_ids_in_range() -> None:
+    sig = [
+        {"name": "ids", "dtype": "int64", "shape": ["batch", "sequence"], "value_range": [0, 9]},
+        {"name": "mask", "dtype": "float32", "shape": ["batch", 3, 4], "value_range": None},
+    ]
+    bodies = [json.loads(b) for b in make_bodies(sig, {"sequence": 32}, seed=3, n=8)]
+    ids = np.concatenate([np.asarray(b["inputs"][0]["data"]) for b in bodies])
+    assert (
+        bodies[0]["inputs"][0]["shape"] == [1, 32] and bodies[0]["inputs"][0]["datatype"] == "INT64"
+    )
+    assert ids.min() >= 0 and ids.max() <= 9 and len(set(ids.tolist())) > 5
+    mask = bodies[0]["inputs"][1]
+    assert mask["shape"] == [1, 3, 4] and mask["datatype"] == "FP32" and len(mask["data"]) == 12
+
+
+def _raw(sched, lat, ok, done, **kw) -> dict:
+    base = {
+        "sched_s": sched, "latency_ms": lat, "service_ms": lat, "ok": ok, "done_s": done,
+        "aborted": False, "schedule_end_s": 3.0, "cap_hits": 0, "censored": 0,
+        "cpu_s": 0.1, "wall_s": 3.0, "send_lag_p99_ms": 0.5,
+    }  # fmt: skip
+    base.update(kw)
+    return base
+
+
+def test_merge_excludes_warmup_and_keeps_exact_latencies() -> None:
+    rng = np.random.default_rng(0)
+    lat = rng.uniform(1.0, 2.0, 400).round(6).tolist()
+    sched = np.linspace(0.0, 2.99, 400).tolist()
+    lat[0] = 999.0  # a warm-up request: scheduled before 1 s, must not count
+    ok = [1] * 400
+    ok[399] = 0  # one error in the window
+    done = [s + x / 1000 for s, x in zip(sched, lat)]
+    half = 200
+    r = merge_results(
+        [_raw(sched[:half], lat[:half], ok[:half], done[:half]),
+         _raw(sched[half:], lat[half:], ok[half:], done[half:])],
+        rate_rps=133.3, duration_s=2.0, warmup_s=1.0,
+    )  # fmt: skip
+    measured = [(x, o) for s, x, o in zip(sched, lat, ok) if s >= 1.0]
+    good = np.asarray([x for x, o in measured if o])
+    assert r.sent == len(measured) and r.errors == 1 and r.completed == len(good)
+    assert r.p99_ms == pytest.approx(np.percentile(good, 99), rel=1e-12)  # exact, not rounded
+    assert r.max_ms < 999.0 and r.generator_processes == 2
+    assert r.error_rate == pytest.approx(1 / len(measured))
+
+
+def test_generator_bottleneck_is_reported() -> None:
+    raw = _raw([1.5], [1.0], [1], [1.6], send_lag_p99_ms=40.0)
+    assert merge_results([raw], 10, 1.0, 1.0).generator_saturated
+    assert not merge_results([_raw([1.5], [1.0], [1], [1.6])], 10, 1.0, 1.0).generator_saturated
+
+
+# -- capacity search on a deterministic double -------------------------------------------------
+
+
+class QueueDouble(stress.Deployment):
+    """Not a server: an M/M/1-like p99 curve, ``p99 = base / (1 - rate / mu)``, exact."""
+
+    def __init__(self, mu: float, base_ms: float = 2.0) -> None:
+        super().__init__(stress.DeploymentSpec(model_path=Path("double.onnx")))
+        self.mu, self.base_ms, self.rates = mu, base_ms, []
+
+    def open_loop(self, rate_rps, duration_s, warmup_s=1.0, abort_p99_ms=None):
+        self.rates.append(rate_rps)
+        over = rate_rps >= self.mu
+        p99 = math.inf if over else self.base_ms / (1 - rate_rps / self.mu)
+        served = min(rate_rps, self.mu)
+        return stress.LoadResult(
+            target_rps=rate_rps, duration_s=duration_s, sent=100, completed=100, errors=0,
+            throughput_rps=served, p50_ms=p99 / 3, p95_ms=p99 / 1.5, p99_ms=p99, max_ms=p99,
+            error_rate=0.0, aborted_early=bool(abort_p99_ms and p99 > 2 * abort_p99_ms),
+        )  # fmt: skip
+
+    def teardown(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mu", [37.0, 400.0, 5000.0])
+def test_capacity_search_brackets_the_slo_rate_in_five_steps(mu: float) -> None:
+    slo = 20.0
+    truth = mu * (1 - 2.0 / slo)  # the rate where p99 == SLO
+    dep = QueueDouble(mu)
+    cap = stress.capacity_search(dep, slo, max_steps=5)
+    assert len(cap.steps) == len(dep.rates) <= 5
+    assert 0 < cap.capacity_rps <= truth
+    assert cap.at_capacity is not None and cap.at_capacity.p99_ms <= slo
+    # A good start estimate lands within 10% of the truth in the same budget.
+    near = stress.capacity_search(QueueDouble(mu), slo, start_rps=truth * 0.7, max_steps=5)
+    assert truth * 0.9 <= near.capacity_rps <= truth
+
+
+def test_capacity_zero_when_nothing_meets_the_slo() -> None:
+    cap = stress.capacity_search(QueueDouble(100.0, base_ms=50.0), 20.0, max_steps=3)
+    assert cap.capacity_rps == 0.0 and cap.at_capacity is None and len(cap.steps) == 3
+
+
+# -- real load --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_generator_processes_and_early_abort(tiny_model: Path) -> None:
+    spec = stress.DeploymentSpec(model_path=tiny_model, batch_size=4)
+    with LocalDeployer(generator_processes=2).deploy(spec) as dep:
+        r = dep.open_loop(40, 2.0, warmup_s=0.5)
+        assert r.generator_processes == 2 and r.errors == 0
+        assert 40 <= r.sent <= 130  # 80 expected from the two processes together
+        started = time.monotonic()
+        # Every request takes longer than 1 microsecond: the step is clearly over at once.
+        a = dep.open_loop(40, 20.0, warmup_s=0.0, abort_p99_ms=0.001)
+        assert a.aborted_early and time.monotonic() - started < 10
+
+
+def _cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "autoconf.cli", "stress", *args],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_cli_rate_json(tiny_model: Path) -> None:
+    p = _cli(str(tiny_model), "--config", "batch_size=2,replicas=1,cpu_cores=1",
+             "--rate", "30", "--duration", "2s", "--warmup", "500ms", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    for key in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "error_rate"):
+        assert isinstance(out[key], float), key
+    assert out["error_rate"] == 0.0 and out["p50_ms"] <= out["p99_ms"]
+
+
+@pytest.mark.slow
+def test_cli_capacity_json(tiny_model: Path) -> None:
+    p = _cli(str(tiny_model), "--config", "batch_size=4,cpu_cores=1", "--capacity",
+             "--slo-p99", "2s", "--start-rps", "20", "--max-steps", "2",
+             "--duration", "1s", "--warmup", "0", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert len(out["steps"]) == 2 and [s["target_rps"] for s in out["steps"]] == [20.0, 80.0]
+    assert out["capacity_rps"] == 80.0  # a 2 s SLO is met at these rates
+    assert out["p99_ms"] < 2000
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rate", "10", "--duration", "10x"], "--duration: cannot read '10x'"),
+        (["--rate", "10", "--duration", "0s"], "--duration: must be > 0"),
+        (["--capacity"], "--capacity needs --slo-p99"),
+        (["--capacity", "--slo-p99", "fast"], "--slo-p99: cannot read"),
+        ([], "give --rate"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tiny_model: Path, args: list[str], message: str) -> None:
+    p = _cli(str(tiny_model), "--config", "batch_size=1", *args, timeout=30)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()] and message in p.stderr
+
+
+def test_duration_and_config_parsing() -> None:
+    assert parse_duration_s("500ms", "--d") == 0.5 and parse_duration_s("2m", "--d") == 120
+    assert parse_duration_s("50", "--slo", default_unit="ms") == 0.05
+    assert parse_config("batch_size=8, replicas=2,cpu_cores=0.5") == {
+        "batch_size": 8, "replicas": 2, "cpu_cores": 0.5,
+    }  # fmt: skip
+    for bad in ("batch_size", "batch_size=x", "color=red", "replicas=0"):
+        with pytest.raises(UserError, match="--config"):
+            parse_config(bad)
+
+
+# -- the local backend ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_local_backend_measures_and_fails_cleanly(tiny_model: Path) -> None:
+    import kops
+
+    space = load_space("cpu-local")
+    profile = kops.profile(tiny_model)
+    config = Config(batch_size=4, gpu_type="cpu", replicas=1, cpu_cores=1, max_queue_delay_ms=1)
+    with get_backend("local", space, warmup_s=0.5) as backend:
+        m = backend.evaluate(profile, config, Load(slo_p99_ms=500, target_rps=30, duration_s=2))
+    assert m.ok and m.error_rate == 0.0 and m.p99_ms > 0 and 15 < m.throughput_rps < 45
+    assert m.cost_per_hour == pytest.approx(space.cost_per_hour(config))
+    with get_backend("local", space, ready_timeout_s=0.01) as backend:
+        f = backend.evaluate(profile, config, Load(slo_p99_ms=500, target_rps=30, duration_s=2))
+    assert not f.ok and "not ready" in f.error and f.cost_per_hour == m.cost_per_hour
