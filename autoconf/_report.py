@@ -154,20 +154,20 @@ def _plots(records: Sequence[TrialRecord], ctx: ReportContext) -> list[tuple[str
         if best is not None:
             bx.append(i)
             by.append(best)
-    vals = [r.value if r.value is not None else float("nan") for r in records]
-    ax.scatter(xs, vals, s=14, color="#9aa5b1", label="feasible trial", zorder=2)
-    infeasible = [i for i, r in enumerate(records, start=1) if r.value is None]
-    if infeasible and any(v == v for v in vals):
-        lo = min(v for v in vals if v == v)
-        ax.scatter(
-            infeasible,
-            [lo] * len(infeasible),
-            marker="x",
-            s=18,
-            color="#d64545",
-            label="infeasible trial (x)",
-            zorder=2,
-        )
+
+    def shown(r: TrialRecord) -> float:
+        """Every trial's own objective figure: its cost (or rps per $/h), feasible or not."""
+        if obj.direction == "minimize":
+            return r.measurement.cost_per_hour
+        return r.measurement.rps_per_cost or 0.0
+
+    for feasible, color, marker, label in (
+        (True, "#2da44e", "o", "feasible trial"),
+        (False, "#d64545", "x", "infeasible trial"),
+    ):
+        pts = [(i, shown(r)) for i, r in enumerate(records, start=1) if r.feasible == feasible]
+        if pts:
+            ax.scatter(*zip(*pts), s=16, color=color, marker=marker, label=label, zorder=2)
     if bx:
         ax.step(bx, by, where="post", color="#1f6feb", lw=2, label="best so far", zorder=3)
     ax.set_xlabel("configs measured")
