@@ -9,6 +9,7 @@ imports do not eat into the measurement.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -150,10 +151,12 @@ def open_loop(
     dims: dict[str, int] | None = None,
     seed: int = 0,
     check_alive: Callable[[], None] | None = None,
+    cpu_affinity: list[int] | None = None,
 ) -> LoadResult:
     """Drive Poisson arrivals at ``rate_rps`` over ``endpoints`` for ``duration_s`` after
     ``warmup_s`` of unmeasured warm-up, and return exact figures.
 
+    ``cpu_affinity`` pins the generator processes (e.g. to the cores the servers do not use).
     ``check_alive`` is polled while the load runs; whatever it raises (a :class:`DeployError`
     for a server that died) stops the generators and propagates.
     """
@@ -195,6 +198,9 @@ def open_loop(
                 )
             )
             outs.append(out)
+            if cpu_affinity:
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(procs[-1].pid, cpu_affinity)
         for p in procs:
             line = p.stdout.readline() if p.stdout else ""
             if line.strip() != "READY":

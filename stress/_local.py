@@ -105,6 +105,7 @@ class LocalDeployment(Deployment):
         self.procs: list[subprocess.Popen] = []
         self.ports: list[int] = []
         self.cores: list[list[int]] = []
+        self.generator_cores: list[int] = []
         self.pinned = False
         self._logs: list[Path] = []
         self._tmp = Path(tempfile.mkdtemp(prefix="stress-local-"))
@@ -119,6 +120,10 @@ class LocalDeployment(Deployment):
     def start(self) -> None:
         spec = self.spec
         self.cores = core_sets(spec.replicas, spec.cpu_cores)
+        # The load generator runs on the cores the servers leave free (all of them if none).
+        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        used = {c for cs in self.cores for c in cs}
+        self.generator_cores = [c for c in allowed if c not in used] or allowed
         threads = max(1, math.ceil(spec.cpu_cores))
         device = "cuda" if spec.uses_gpu else "cpu"
         ports = list(self.deployer.ports or [])
@@ -235,8 +240,14 @@ class LocalDeployment(Deployment):
             processes=self.deployer.generator_processes,
             dims=self.deployer.dims,
             check_alive=self.check_alive,
+            cpu_affinity=self.generator_cores if self.pinned else None,
         )
-        result.extra.update(replicas=len(self.procs), pinned=self.pinned, cores=self.cores)
+        result.extra.update(
+            replicas=len(self.procs),
+            pinned=self.pinned,
+            cores=self.cores,
+            generator_cores=self.generator_cores,
+        )
         return result
 
     def teardown(self) -> None:
