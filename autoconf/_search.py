@@ -37,6 +37,8 @@ VALIDATIONS_PER_ROUND = 3
 CAPACITY_HEADROOM = 0.9
 #: How many runner-up configs a plan lists.
 RUNNERS_UP = 3
+#: The sampler's stopping rule is consulted only after this many configs (of this search).
+MIN_EVALUATIONS_BEFORE_STOP = 3
 
 
 @dataclass
@@ -471,7 +473,13 @@ def _stop_rule(objective: Objective) -> Any:
         from .samplers._meta import should_stop
     except ImportError:
         return None
-    return lambda study: bool(should_stop(study, objective))
+
+    def rule(study: optuna.Study) -> bool:
+        if len(measured_configs(study)) < MIN_EVALUATIONS_BEFORE_STOP:
+            return False
+        return bool(should_stop(study, objective))
+
+    return rule
 
 
 def _stopped(rule: Any, study: optuna.Study) -> bool:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from .._errors import UserError
 
-#: ``--example`` defaults: a tiny model, a loose SLO and a short budget that finish in minutes
-#: on a laptop with the local backend.
+#: ``--example`` defaults: a tiny model, a loose SLO and a short budget that finish in a few
+#: minutes on a laptop with the local backend. Without ``--qps`` the example looks for the most
+#: requests/s per dollar under the SLO (each trial finds its capacity).
 EXAMPLE_MODEL = "tiny_mlp"
 EXAMPLE_SLO = "50ms"
-EXAMPLE_QPS = 40.0
-EXAMPLE_BUDGET = 6
+EXAMPLE_BUDGET = 5
 EXAMPLE_DURATION_S = 3.0
 
 
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--example",
         action="store_true",
         help=f"generate an example model ({EXAMPLE_MODEL}) into --out and search it "
-        f"(defaults: --slo-p99 {EXAMPLE_SLO} --qps {EXAMPLE_QPS:g} --budget "
+        f"(defaults: --slo-p99 {EXAMPLE_SLO} --budget "
         f"{EXAMPLE_BUDGET} --duration {EXAMPLE_DURATION_S:g})",
     )
     p.add_argument("--slo-p99", metavar="LATENCY", help="p99 latency SLO, e.g. 50ms or 0.2s")
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         if not model.exists():
             kops.zoo.build(EXAMPLE_MODEL, model)
         slo = args.slo_p99 or EXAMPLE_SLO
-        qps = args.qps if args.qps is not None else EXAMPLE_QPS
+        qps = args.qps
         budget = args.budget or EXAMPLE_BUDGET
         duration = args.duration or EXAMPLE_DURATION_S
     else:
