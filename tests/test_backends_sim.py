@@ -1,0 +1,100 @@
+"""The simulated cluster: determinism, physics that must hold, OOM, calibration, ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _tiny import MODELS, tiny_space
+
+from autoconf import Config, Load, Objective
+from autoconf.backends import get_backend
+from autoconf.backends._sim import CALIBRATION, SimModel, calibrate, sim_tables, simulate_configs
+
+MICROBENCH = Path("/work/shared/data/falcon/operator_microbench_wide.csv")
+
+
+def _cfg(**kw) -> Config:
+    base = dict(batch_size=4, gpu_type="T4", replicas=1, cpu_cores=4)
+    return Config(**{**base, **kw})
+
+
+def test_deterministic_per_model_config_seed(tmp_path):
+    space = tiny_space(tmp_path)
+    load = Load(slo_p99_ms=50, target_rps=200)
+    a = get_backend("sim", space).evaluate(MODELS[0], _cfg(), load)
+    b = get_backend("sim", space).evaluate(MODELS[0], _cfg(), load)
+    c = get_backend("sim", space, seed=1).evaluate(MODELS[0], _cfg(), load)
+    assert a.ok and a.p99_ms == b.p99_ms
+    assert c.p99_ms != a.p99_ms
+
+
+def test_latency_load_replicas_and_gpu_behave(tmp_path):
+    space = tiny_space(tmp_path)
+    m = MODELS[1]
+    light, heavy = Load(slo_p99_ms=100, target_rps=20), Load(slo_p99_ms=100, target_rps=400)
+    res = simulate_configs(m, space, [_cfg(), _cfg(replicas=4), _cfg(gpu_type="A100-40GB")], heavy)
+    one, four, a100 = res
+    assert four.p99_ms < one.p99_ms  # load spread over replicas
+    assert a100.p99_ms < one.p99_ms  # the faster GPU
+    (quiet,) = simulate_configs(m, space, [_cfg()], light)
+    assert quiet.p99_ms < one.p99_ms  # queueing grows with load
+    # capacity is linear in replicas (load balancer), and positive
+    assert four.capacity_rps == pytest.approx(4 * one.capacity_rps, rel=1e-9)
+    assert one.capacity_rps > 0
+
+
+def test_overload_is_infeasible(tmp_path):
+    space = tiny_space(tmp_path)
+    (m,) = simulate_configs(MODELS[1], space, [_cfg(batch_size=1, cpu_cores=1)], Load(50, 5000))
+    assert m.ok and m.throughput_rps < 0.9 * 5000
+    assert not Objective(50, 5000).feasible(m)
+
+
+def test_out_of_memory_fails(tmp_path):
+    space = tiny_space(tmp_path)
+    huge = SimModel("huge", flops=1e9, param_bytes=1e9, activation_bytes=2e9)
+    small_batch, big_batch = simulate_configs(
+        huge, space, [_cfg(batch_size=1), _cfg(batch_size=16)], Load(100, 10)
+    )
+    assert small_batch.ok
+    assert not big_batch.ok and "out of GPU memory" in big_batch.error
+    assert Objective(100, 10).value(big_batch) is None
+
+
+@pytest.mark.skipif(not MICROBENCH.is_file(), reason="shared micro-benchmark CSV not present")
+def test_shipped_calibration_matches_the_microbenchmark():
+    assert calibrate(MICROBENCH) == CALIBRATION
+
+
+def test_scalar_path_matches_the_vectorised_one(tmp_path, monkeypatch):
+    from autoconf.backends import _sim
+
+    space = tiny_space(tmp_path)
+    configs = space.configs()[:12]
+    load = Load(slo_p99_ms=40, target_rps=150)
+    vector = simulate_configs(MODELS[0], space, configs, load)
+    monkeypatch.setattr(_sim, "SCALAR_MAX_CONFIGS", 100)
+    scalar = simulate_configs(MODELS[0], space, configs, load)
+    for v, s in zip(vector, scalar):
+        assert v.p99_ms == pytest.approx(s.p99_ms, rel=1e-6)
+        assert v.capacity_rps == pytest.approx(s.capacity_rps, rel=1e-6)
+
+
+def test_ground_truth_tables_are_non_trivial(tmp_path):
+    space = tiny_space(tmp_path)
+    # the first model's objective is chosen by the sim, the second one's given
+    given = [None, Objective(slo_p99_ms=20.0, target_rps=3000.0)]
+    tables = sim_tables(MODELS, space, objectives=given, cache_dir=tmp_path / "cache")
+    assert tables[1].objective == given[1]
+    for t in tables:
+        assert len(t.results) == space.size()
+        feasible = [c for c, m in t.results.items() if t.objective.feasible(m)]
+        assert 0 < len(feasible) < space.size()
+        assert t.objective.slo_p99_ms and t.objective.target_rps
+    again = sim_tables(
+        MODELS, space, objectives=given, cache_dir=tmp_path / "cache"
+    )  # from the cache
+    c = next(iter(tables[0].results))
+    assert again[0].results[c].p99_ms == pytest.approx(tables[0].results[c].p99_ms)
+    assert again[0].objective == tables[0].objective

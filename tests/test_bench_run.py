@@ -1,0 +1,102 @@
+"""autoconf bench on a tiny space, two simulated models, budget 10."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _tiny import MODELS, tiny_space
+
+from autoconf import Objective
+from autoconf._bench import run_bench, summarize
+from autoconf.backends._replay import write_tables
+from autoconf.backends._sim import sim_tables
+from autoconf.cli import main
+from autoconf.samplers import SAMPLERS
+from autoconf.samplers._baselines import StaticOrderSampler, transfer_order
+
+SEEN: list[tuple[str, list[str]]] = []
+
+
+def make_spy(context):
+    """A sampler that records which tables it was given (and walks the transfer order)."""
+    SEEN.append((context.objective, [t.name for t in context.history]))
+    return StaticOrderSampler(transfer_order(context))
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    objectives = [
+        Objective(slo_p99_ms=30.0, target_rps=1500.0),
+        Objective(slo_p99_ms=20.0, target_rps=3000.0),
+    ]
+    return sim_tables(MODELS, tiny_space(tmp), objectives=objectives, cache_dir=None)
+
+
+def test_records_and_leave_one_out(tables, monkeypatch):
+    monkeypatch.setitem(SAMPLERS, "spy", f"{__name__}:make_spy")
+    SEEN.clear()
+    records = run_bench(tables, tables, ["random", "transfer", "spy"], repeats=2, budget=10)
+    assert len(records) == 2 * 3 * 2
+    # each model's sampler saw only the other model's table
+    assert [h for _, h in SEEN] == [["bert@a"], ["bert@a"], ["cnn@a"], ["cnn@a"]]
+    for r in records:
+        assert r.budget == 10 and len(r.best_so_far) <= 10
+        got = [x for x in (r.evals_to_within_5pct, r.evals_to_within_1pct, r.evals_to_optimum)]
+        reached = [x for x in got if x is not None]
+        assert reached == sorted(reached)  # 5 % before 1 % before the optimum
+        if r.evals_to_optimum is not None:
+            assert r.best_so_far[r.evals_to_optimum - 1] == pytest.approx(r.optimum)
+    # the static order is the same for every seed: the same result
+    t = [r.evals_to_optimum for r in records if r.sampler == "transfer" and r.model == "cnn@a"]
+    assert t[0] == t[1]
+    text = summarize(records)
+    assert "| `random` | 4 |" in text and "to within 1%" in text and "score >= 0.9" not in text
+
+
+def test_cli_bench_on_a_table_directory(tables, tmp_path, capsys):
+    data = write_tables(tables, tmp_path / "tables")
+    out = tmp_path / "runs.json"
+    rc = main(
+        [
+            "bench",
+            "--train",
+            str(data),
+            "--eval",
+            str(data),
+            "--samplers",
+            "grid,tpe",
+            "--repeats",
+            "1",
+            "--budget",
+            "10",
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "r.png"),
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    assert "| `grid` |" in capsys.readouterr().out
+    records = json.loads(out.read_text())
+    assert len(records) == 4
+    assert {
+        "sampler",
+        "model",
+        "seed",
+        "budget",
+        "evals_to_within_1pct",
+        "evals_to_within_5pct",
+        "evals_to_optimum",
+        "evals_to_score_0_9",
+    } <= set(records[0])
+    assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["bench", "--train", "sim:zoo", "--eval", "sim:zoo", "--samplers", "nope"]) == 2
+    assert "unknown sampler" in capsys.readouterr().err
+    assert main(["bench", "--train", f"falcon:{tmp_path}", "--eval", "x"]) == 2
+    assert "no *.csv tables" in capsys.readouterr().err

@@ -1,0 +1,35 @@
+"""The shipped search spaces load, have the documented sizes, and bad files name the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoconf import Config, UserError, load_space
+
+
+def test_gpu_default_covers_the_required_gpus_and_size():
+    space = load_space("gpu-default")
+    assert {"T4", "L4", "A10G", "V100", "A100-40GB", "A100-80GB", "H100"} <= set(space.gpus)
+    assert space.size() == len(space.configs()) == 5376
+    for name, gpu in space.gpus.items():
+        assert gpu.price_per_hour > 0 and gpu.source, name
+        assert gpu.fp16_tflops >= gpu.fp32_tflops > 0
+
+
+def test_falcon_space_is_the_falcon_grid():
+    space = load_space("falcon")
+    assert space.size() == 1440
+    c = Config(
+        batch_size=4, gpu_type="K80", replicas=1, cpu_cores=3, gpu_mem_gb=1.6, gpu_share_pct=75
+    )
+    assert space.contains(c)
+    # a 75 % share of a K80 plus three cores
+    assert space.cost_per_hour(c) == pytest.approx(0.75 * 0.90 + 3 * 0.0447)
+
+
+def test_wrong_price_names_the_field(tmp_path):
+    text = (load_space.__globals__["SPACES_DIR"] / "gpu-default.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("price_per_hour: 0.35", "price_per_hour: -1"))
+    with pytest.raises(UserError, match=r"gpus\.T4\.price_per_hour"):
+        load_space(bad)
