@@ -335,12 +335,13 @@ def render_report(records: Sequence[TrialRecord], ctx: ReportContext) -> str:
     if ctx.validations:
         parts.append(
             "<h2>Re-measurements of the best configs at the target load</h2><table>"
-            "<tr><th class='l'>config</th><th>p99 ms</th><th>throughput rps</th>"
-            "<th class='l'>verdict</th></tr>"
+            "<tr><th class='l'>config</th><th>load rps</th><th>p99 ms</th>"
+            "<th>throughput rps</th><th class='l'>verdict</th></tr>"
         )
         for v in ctx.validations:
             parts.append(
-                f"<tr><td class='l'>{e(_short(Config.from_dict(v['config'])))}</td><td>{_num(v.get('p99_ms'))}</td>"
+                f"<tr><td class='l'>{e(_short(Config.from_dict(v['config'])))}</td>"
+                f"<td>{_num(v.get('target_rps'))}</td><td>{_num(v.get('p99_ms'))}</td>"
                 f"<td>{_num(v.get('throughput_rps'))}</td>"
                 f"<td class='l'>{'holds' if v['holds'] else 'does not hold'}</td></tr>"
             )

@@ -140,11 +140,11 @@ def test_parallel_workers_never_measure_a_config_twice_or_concurrently(env):
 
 def test_failed_remeasurement_moves_on_to_the_next_best(env):
     tmp, model = env
-    first = search.run_search(opts(tmp, model, budget=20, out_dir=tmp / "a"))
+    first = search.run_search(opts(tmp, model, budget=12, out_dir=tmp / "a"))
     bad = first.chosen.key()
     QueueDouble.reset()
     r = search.run_search(
-        opts(tmp, model, budget=20, out_dir=tmp / "b", backend_options={"fail_validation": {bad}})
+        opts(tmp, model, budget=12, out_dir=tmp / "b", backend_options={"fail_validation": {bad}})
     )
     assert r.outcome == "plan" and r.chosen.key() != bad
     plan = yaml.safe_load((tmp / "b" / "plan.yaml").read_text())
@@ -259,3 +259,27 @@ def test_bad_slo_is_one_line(env, capsys):
         "autoconf: error: --slo-p99: cannot read 'fast' as a latency (e.g. 50ms, 0.2s)"
     )
     assert search.parse_duration_ms("0.2s") == 200 and search.parse_duration_ms("50") == 50
+
+
+def test_resume_fails_trials_left_running_by_a_killed_process(env):
+    """A worker killed with SIGKILL leaves its trial RUNNING; --resume fails it (its pid is
+    gone) so the config is free again, while trials of live workers stay claimed."""
+    import socket
+
+    from autoconf._study import distributions, fail_stale_trials
+
+    tmp, model = env
+    search.run_search(opts(tmp, model, budget=2))
+    storage = f"sqlite:///{tmp / 'out' / 'study.db'}"
+    study = optuna.load_study(
+        study_name=optuna.study.get_all_study_names(storage)[0], storage=storage
+    )
+    dists = distributions(search.load_space("cpu-local"))
+    dead = study.ask(fixed_distributions=dists)
+    dead.set_user_attr("worker", f"{socket.gethostname()}:999999:1")
+    alive = study.ask(fixed_distributions=dists)
+    alive.set_user_attr("worker", f"{socket.gethostname()}:1:1")  # pid 1 lives
+    assert fail_stale_trials(study) == 1
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[dead.number] == optuna.trial.TrialState.FAIL
+    assert states[alive.number] == optuna.trial.TrialState.RUNNING
