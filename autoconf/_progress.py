@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._objective import Objective
+from ._report import _short as short_config
 from ._study import Evaluation
 
 
@@ -80,11 +81,11 @@ class SearchProgress:
                 self.best is None or self.objective.better(e.value, self.best)
             ):
                 self.best = e.value
-                self.best_config = e.config.key()
+                self.best_config = short_config(e.config)
             feasible = "yes" if e.value is not None else ("failed" if not m.ok else "no")
             row = (
                 f"{self.done_before + self._count}/{self.budget}",
-                e.config.key(),
+                short_config(e.config),
                 _fmt(m.p99_ms, " ms"),
                 _fmt(m.throughput_rps, " rps"),
                 f"${m.cost_per_hour:,.4f}/h",
