@@ -14,7 +14,7 @@ import sys
 from ._errors import UserError
 
 #: Subcommands, in the order ``autoconf --help`` lists them.
-COMMANDS: list[str] = ["kops", "search", "validate", "bench", "cleanup", "stress"]
+COMMANDS: list[str] = ["kops", "search", "validate", "bench", "cleanup", "stress", "prior"]
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -1,6 +1,6 @@
 """Leave-one-model-out on the Falcon tables with the ``meta`` sampler, driven by run_trials.
 
-    python benchmarks/meta_falcon.py [--dir DIR] [--seeds N] [--budget N] [--models a,b]
+python benchmarks/meta_falcon.py [--dir DIR] [--seeds N] [--budget N] [--models a,b]
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def main() -> None:
         opt = max(t.objective.value(m) for m in t.results.values())
         for seed in range(args.seeds):
             ctx = SamplerContext(t.space, t.objective, seed, None, history)
-            study = optuna.create_study(direction="maximize", sampler=make_sampler(args.sampler, ctx))
+            study = optuna.create_study(
+                direction="maximize", sampler=make_sampler(args.sampler, ctx)
+            )
             hits: dict[str, int] = {}
 
             def on_eval(e, hits=hits, opt=opt, t=t):
@@ -49,14 +51,32 @@ def main() -> None:
 
             t0 = time.perf_counter()
             run_trials(
-                study, t.space, t.objective, t.results.__getitem__, args.budget, seed=seed,
-                on_evaluation=on_eval, should_stop=lambda s, h=hits: "exact" in h,
+                study,
+                t.space,
+                t.objective,
+                t.results.__getitem__,
+                args.budget,
+                seed=seed,
+                on_evaluation=on_eval,
+                should_stop=lambda s, h=hits: "exact" in h,
             )
             exact.append(hits.get("exact", 10**6))
             one.append(hits.get("one", 10**6))
-            print(json.dumps({"model": t.name, "seed": seed, **hits, "wall_s": round(time.perf_counter() - t0, 2)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "model": t.name,
+                        "seed": seed,
+                        **hits,
+                        "wall_s": round(time.perf_counter() - t0, 2),
+                    }
+                ),
+                flush=True,
+            )
     e, o = np.array(exact), np.array(one)
-    print(f"exact: median {statistics.median(e)} p90 {np.percentile(e, 90):.1f} reached {np.mean(e < 10**6):.2f}")
+    print(
+        f"exact: median {statistics.median(e)} p90 {np.percentile(e, 90):.1f} reached {np.mean(e < 10**6):.2f}"
+    )
     print(f"1%:    median {statistics.median(o)} p90 {np.percentile(o, 90):.1f}")
 
 

@@ -199,7 +199,9 @@ def train_prior(tables: list[ModelTable], space: SearchSpace | None = None) -> P
         y = mean[ok]
         xm = X.mean(0)
         Xc = X - xm
-        weights = np.linalg.solve(Xc.T @ Xc + RIDGE_ALPHA * np.eye(X.shape[1]), Xc.T @ (y - y.mean()))
+        weights = np.linalg.solve(
+            Xc.T @ Xc + RIDGE_ALPHA * np.eye(X.shape[1]), Xc.T @ (y - y.mean())
+        )
         bias = float(y.mean() - xm @ weights)
     version = None
     try:

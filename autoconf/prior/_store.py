@@ -72,7 +72,11 @@ class KnowledgeBase:
     ) -> None:
         """Insert or replace one model (its kops features and profile)."""
         feats = None if features is None else json.dumps([float(x) for x in features])
-        prof = profile_json if profile_json is None or isinstance(profile_json, str) else json.dumps(profile_json)
+        prof = (
+            profile_json
+            if profile_json is None or isinstance(profile_json, str)
+            else json.dumps(profile_json)
+        )
         with self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO autoconf_kb_models VALUES (?, ?, ?, ?)",
@@ -115,7 +119,9 @@ class KnowledgeBase:
             )
 
     def space(self, name: str) -> SearchSpace:
-        row = self._db.execute("SELECT space FROM autoconf_kb_spaces WHERE name = ?", (name,)).fetchone()
+        row = self._db.execute(
+            "SELECT space FROM autoconf_kb_spaces WHERE name = ?", (name,)
+        ).fetchone()
         if row is not None:
             return SearchSpace.model_validate(json.loads(row[0]))
         return load_space(name)
@@ -139,7 +145,9 @@ class KnowledgeBase:
         if isinstance(space, SearchSpace):
             spaces[space.name] = space
         out: dict[tuple[str, str], ModelTable] = {}
-        for model, sname, config, meas, slo, target in self._db.execute(query + " ORDER BY rowid", args):
+        for model, sname, config, meas, slo, target in self._db.execute(
+            query + " ORDER BY rowid", args
+        ):
             if sname not in spaces:
                 spaces[sname] = self.space(sname)
             key = (model, sname)

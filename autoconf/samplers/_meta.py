@@ -69,7 +69,9 @@ def make(context: SamplerContext) -> MetaSampler:
 
         same = [t for t in context.history if t.space.name == context.space.name]
         prior = train_prior(same or context.history, space=context.space if same else None)
-    return MetaSampler(context.space, context.objective, prior, context.target_features, context.seed)
+    return MetaSampler(
+        context.space, context.objective, prior, context.target_features, context.seed
+    )
 
 
 class _Surrogate:
@@ -91,7 +93,9 @@ class _Surrogate:
             key = tuple(getattr(c, d) for d in self.unit_dims)
             if key not in units:
                 units[key] = len(units)
-                unit_configs.append(Config.from_dict({**c.to_dict(), "replicas": 1}) if per_base else c)
+                unit_configs.append(
+                    Config.from_dict({**c.to_dict(), "replicas": 1}) if per_base else c
+                )
             self.unit_of[i] = units[key]
         self.unit_configs = unit_configs
         self.replicas = np.array([c.replicas for c in self.configs], dtype=float)
@@ -100,7 +104,9 @@ class _Surrogate:
 
     def _build_features(self, prior, target_features) -> None:
         U = len(self.unit_configs)
-        use_prior = prior is not None and prior.kind == ("log_capacity" if self.capacity else "value")
+        use_prior = prior is not None and prior.kind == (
+            "log_capacity" if self.capacity else "value"
+        )
         if use_prior:
             S = prior.matrix_for(self.space, self.unit_configs)  # K x U
             K = S.shape[0]
@@ -155,7 +161,12 @@ class _Surrogate:
             v_b0 = self.level_sd**2
             v_h = 0.25 * float(np.mean(self.noise))
             var = np.concatenate(
-                [[v_b0], [0.25], np.full(K, MODEL_WEIGHT_VARIANCE / K), np.full(self.H.shape[1], v_h)]
+                [
+                    [v_b0],
+                    [0.25],
+                    np.full(K, MODEL_WEIGHT_VARIANCE / K),
+                    np.full(self.H.shape[1], v_h),
+                ]
             )
             noise = self.noise
         else:
@@ -188,7 +199,7 @@ class _Surrogate:
 def _binned_variance(level: np.ndarray, resid: np.ndarray, bins: int = 20) -> np.ndarray:
     """Per-unit residual variance: the mean squared residual of units at a similar level."""
     U = level.shape[0]
-    if U < 2 * bins:
+    if 2 * bins > U:
         return np.full(U, max(float(np.mean(resid**2)), 1e-9))
     edges = np.quantile(level, np.linspace(0, 1, bins + 1))
     b = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, bins - 1)
@@ -240,7 +251,11 @@ class MetaSampler(BaseSampler):
         return {k: v for k, v in self.model.configs[i].to_dict().items() if k in search_space}
 
     def sample_independent(
-        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
     ) -> Any:
         return self._rng.choice(param_distribution.choices)  # type: ignore[attr-defined]
 
