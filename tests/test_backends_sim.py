@@ -98,3 +98,17 @@ def test_ground_truth_tables_are_non_trivial(tmp_path):
     c = next(iter(tables[0].results))
     assert again[0].results[c].p99_ms == pytest.approx(tables[0].results[c].p99_ms)
     assert again[0].objective == tables[0].objective
+
+
+def test_sim_dir_profiles_onnx_models_with_kops(tmp_path):
+    """sim:DIR end to end on one tiny generated model (exported with torch at test time)."""
+    import kops
+    from autoconf.backends._sim import onnx_dir_tables
+
+    models = tmp_path / "models"
+    models.mkdir()
+    kops.zoo.build("tiny_mlp", models / "mlp.onnx")
+    (table,) = onnx_dir_tables(models, space=tiny_space(tmp_path), cache_dir=None)
+    assert table.name == "mlp" and len(table.results) == 36
+    assert table.features is not None and len(table.features) == len(kops.FEATURE_NAMES)
+    assert any(table.objective.feasible(m) for m in table.results.values())
