@@ -4,11 +4,14 @@ Generic over :class:`Deployment` (any backend's ``open_loop``). A ramp multiplie
 while steps pass (by 4 while p99 is under half the SLO, else by 2); the first failing
 step bounds the capacity from above, tightened to the throughput it actually achieved (an
 overloaded server serves its maximum rate, and the SLO capacity lies below it); bisection then
-narrows [pass, fail]. Each step aborts early once its p99 is certainly over the SLO, so failing
-steps are cheap. The answer is the highest *measured* passing rate.
+narrows [pass, fail] (geometric midpoints while it spans more than 2x). Each step aborts
+early once its p99 is certainly over the SLO, so failing steps are cheap. The answer is the
+highest *measured* passing rate; :func:`upper_bound` gives the lowest failing rate above it.
 """
 
 from __future__ import annotations
+
+import math
 
 from ._api import CapacityResult, Deployment, LoadResult, StressError
 
@@ -38,6 +41,17 @@ def _offered_rps(result: LoadResult) -> float:
     """The rate the Poisson process actually offered in the window (else the nominal rate):
     a short step offers fewer or more than nominal by chance, which is no fault of the server."""
     return float(result.extra.get("offered_rps") or result.target_rps)
+
+
+def upper_bound(result: CapacityResult) -> float | None:
+    """The lowest failing rate above the capacity found (``None`` if no step failed there):
+    the true SLO capacity lies in ``[capacity_rps, upper_bound)``."""
+    fails = [
+        s.target_rps
+        for s in result.steps
+        if not s.extra.get("passed") and s.target_rps > result.capacity_rps
+    ]
+    return min(fails) if fails else None
 
 
 def capacity_search(
@@ -83,5 +97,7 @@ def capacity_search(
         else:
             if (hi - lo) <= RESOLUTION * hi:
                 break
-            rate = (lo + hi) / 2.0
+            # Geometric midpoint while the bracket spans more than 2x (a ramp overshoot),
+            # arithmetic once it is narrow.
+            rate = math.sqrt(lo * hi) if hi > 2.0 * lo else (lo + hi) / 2.0
     return CapacityResult(capacity_rps=lo, slo_p99_ms=slo_p99_ms, steps=steps, at_capacity=best)

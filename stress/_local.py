@@ -4,7 +4,7 @@ Each replica is ``python -m stress.server`` on a free port, with ``ceil(cpu_core
 threads and pinned to as many cores (``os.sched_setaffinity``, where the OS allows; replicas
 wrap around when they ask for more cores than there are). Every server runs in its own process
 group and is stopped on teardown, at interpreter exit, on SIGTERM/SIGINT and, through
-``PR_SET_PDEATHSIG``, even when the parent dies hard. A server that exits while the load runs
+``PR_SET_PDEATHSIG`` (set by the server itself), even when the parent dies hard. A server that exits while the load runs
 (a crash, an OOM kill) stops the measurement with a :class:`DeployError`.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import math
 import os
 import signal
@@ -69,12 +68,6 @@ def _install_handlers() -> None:
             with contextlib.suppress(ValueError, OSError):
                 _PREVIOUS[sig] = signal.getsignal(sig)
                 signal.signal(sig, _on_sigterm)
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask Linux to SIGTERM the server when its parent dies (prctl PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -137,7 +130,10 @@ class LocalDeployment(Deployment):
                 "--max-batch-size", str(spec.batch_size),
                 "--max-queue-delay-ms", str(spec.max_queue_delay_ms),
                 "--threads", str(threads), "--device", device,
+                "--parent-pid", str(os.getpid()),
             ]  # fmt: skip
+            if spec.memory_mb:
+                cmd += ["--memory-mb", str(int(spec.memory_mb))]
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
             with open(log, "wb") as fh:
                 proc = subprocess.Popen(
@@ -146,7 +142,6 @@ class LocalDeployment(Deployment):
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # its own process group, killed as a whole
-                    preexec_fn=self._limits,
                     env=env,
                 )
             self.procs.append(proc)
@@ -159,14 +154,6 @@ class LocalDeployment(Deployment):
                 except OSError:
                     pass
         self.wait_ready(self.deployer.ready_timeout_s)
-
-    def _limits(self) -> None:  # pragma: no cover - runs in the child before exec
-        _die_with_parent()
-        if self.spec.memory_mb:
-            import resource
-
-            limit = int(self.spec.memory_mb) * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     def _last_log_line(self, i: int) -> str:
         try:

@@ -359,11 +359,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue-delay-ms", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--parent-pid", type=int, help="exit when this process (the deployer) dies")
+    p.add_argument("--memory-mb", type=int, help="address-space limit (a coarse memory limit)")
     return p
+
+
+def _bind_to_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGTERM this server when the deployer dies (PR_SET_PDEATHSIG), and exit at
+    once if it already has. Done here, not in a ``preexec_fn``, which is unsafe with threads."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:
+        raise SystemExit("stress.server: the deployer is gone")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.parent_pid:
+        _bind_to_parent(args.parent_pid)
+    if args.memory_mb:
+        import resource
+
+        limit = args.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if not os.path.isfile(args.model):
         print(f"stress.server: no such model file: {args.model}", file=sys.stderr)
         return 2

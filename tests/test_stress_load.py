@@ -54,7 +54,7 @@ def _raw(sched, lat, ok, done, **kw) -> dict:
     base = {
         "sched_s": sched, "latency_ms": lat, "service_ms": lat, "ok": ok, "done_s": done,
         "aborted": False, "schedule_end_s": 3.0, "cap_hits": 0, "censored": 0,
-        "cpu_s": 0.1, "wall_s": 3.0, "send_lag_p99_ms": 0.5,
+        "cpu_s": 0.1, "wall_s": 3.0, "send_lag_p50_ms": 0.3, "send_lag_p99_ms": 0.5,
     }  # fmt: skip
     base.update(kw)
     return base
@@ -83,9 +83,16 @@ def test_merge_excludes_warmup_and_keeps_exact_latencies() -> None:
 
 
 def test_generator_bottleneck_is_reported() -> None:
-    raw = _raw([1.5], [1.0], [1], [1.6], send_lag_p99_ms=40.0)
-    assert merge_results([raw], 10, 1.0, 1.0).generator_saturated
-    assert not merge_results([_raw([1.5], [1.0], [1], [1.6])], 10, 1.0, 1.0).generator_saturated
+    def saturated(**kw) -> bool:
+        return merge_results(
+            [_raw([1.5], [1.0], [1], [1.6], **kw)], 10, 1.0, 1.0
+        ).generator_saturated
+
+    assert saturated(send_lag_p50_ms=8.0, send_lag_p99_ms=20.0)  # systematically late
+    assert saturated(send_lag_p50_ms=1.0, send_lag_p99_ms=150.0)  # a backlog built up
+    assert saturated(cpu_s=2.9, wall_s=3.0)  # a whole core busy
+    assert not saturated(send_lag_p50_ms=1.0, send_lag_p99_ms=30.0)  # scheduler hiccups only
+    assert not saturated()
 
 
 # -- capacity search on a deterministic double -------------------------------------------------

@@ -116,7 +116,7 @@ def test_open_loop_over_two_replicas_batches_and_measures(tiny_model: Path) -> N
     assert r.errors == 0 and r.error_rate == 0.0 and r.completed == r.sent
     assert 0 < r.p50_ms <= r.p95_ms <= r.p99_ms <= r.max_ms
     assert 25 <= r.throughput_rps <= 75
-    assert not r.generator_saturated and r.inflight_cap_hits == 0
+    assert r.inflight_cap_hits == 0
     assert r.generator_processes == 1 and r.extra["replicas"] == 2
     # Warm-up requests were sent but are not counted: the servers saw more rows than measured.
     rows = [m["parameters"]["batched_rows"] for m in metas]
@@ -166,8 +166,10 @@ def test_crash_mid_test_stops_the_load_with_a_deploy_error(tiny_model: Path) -> 
     assert_no_servers(tiny_model)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_signals_to_the_parent_stop_every_server(tmp_path: Path, tiny_model: Path, sig) -> None:
+    """SIGTERM and Ctrl-C tear down through the deployer's handlers; after SIGKILL (no handler
+    runs) the servers stop themselves through PR_SET_PDEATHSIG."""
     model = tmp_path / "copy.onnx"
     model.write_bytes(tiny_model.read_bytes())
     script = textwrap.dedent(

@@ -63,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "stress",
         help="deploy one config, drive open-loop load at it (or find its capacity), tear it down",
-        description=__doc__.splitlines()[0].strip("`"),
+        description="Deploy one config, run one measurement (open-loop Poisson load at a fixed "
+        "rate, or a capacity search under a p99 SLO), tear everything down, print the figures.",
     )
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model to serve")
     p.add_argument(
@@ -139,6 +140,7 @@ def _clean(obj: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     import stress
+    from stress._capacity import upper_bound
 
     duration_s = parse_duration_s(args.duration, "--duration")
     warmup_s = parse_duration_s(args.warmup, "--warmup", allow_zero=True)
@@ -184,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
                 "backend": args.backend,
                 "slo_p99_ms": slo_ms,
                 "capacity_rps": cap.capacity_rps,
+                "capacity_upper_rps": upper_bound(cap),
                 **({k: v for k, v in _load_dict(top).items() if k != "target_rps"} if top else {}),
                 "steps": [_load_dict(s) for s in cap.steps],
             }
