@@ -31,6 +31,8 @@ from .._types import Config, Measurement
 from ..samplers import ModelTable
 
 PRIOR_FORMAT_VERSION = 1
+#: Capacities below this (requests/s per replica) count as this (see samplers._meta).
+CAPACITY_FLOOR_RPS = 1.0
 #: Ridge penalty of the config-feature regression.
 RIDGE_ALPHA = 1.0
 
@@ -80,7 +82,7 @@ def measurement_score(kind: str, config: Config, m: Measurement, objective) -> f
     cap = m.capacity_rps
     if cap is None:
         return None
-    return math.log(max(cap, 1e-3) / config.replicas)
+    return math.log(max(cap / config.replicas, CAPACITY_FLOOR_RPS))
 
 
 @dataclass

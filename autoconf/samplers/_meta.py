@@ -46,6 +46,11 @@ from .._study import config_of, distributions
 from .._types import Config, Measurement
 from . import SamplerContext
 
+#: Capacities below this (requests/s per replica) are modelled as this: a config that cannot meet
+#: the SLO at any load says nothing about how far it is from meeting it.
+CAPACITY_FLOOR_RPS = 1.0
+#: Relative sd (of the mean residual sd) left on a unit once it is measured.
+MEASUREMENT_NOISE = 0.1
 #: Prior variance (times 1/K) of each training model's weight in the target's deviation.
 MODEL_WEIGHT_VARIANCE = 1.0
 #: Grid points of the probability-of-maximum integral.
@@ -121,13 +126,22 @@ class _Surrogate:
                     weights /= weights.sum()
             mu = weights @ S
             D = S - mu
-            # leave-one-out residual variance, binned by prior level (heteroscedastic noise)
+            # the level of a model (b0 in the surrogate) is not a config deviation
+            offsets = D.mean(1)
+            D = D - offsets[:, None]
+            self.level_sd = float(np.sqrt(np.mean(offsets**2))) + 1e-3
+            # leave-one-out residual after each model's own level and slope, binned by prior
+            # level (heteroscedastic noise): what the surrogate cannot explain
             if K >= 3:
-                loo = S - (S.sum(0) - S) / (K - 1)
-                noise = _binned_variance(mu, loo)
+                loo = np.empty_like(S)
+                for k in range(K):
+                    rest = (S.sum(0) - S[k]) / (K - 1)
+                    X = np.stack([np.ones(U), rest], 1)
+                    coef = np.linalg.lstsq(X, S[k], rcond=None)[0]
+                    loo[k] = S[k] - X @ coef
+                noise = _binned_variance(mu, loo, robust=self.capacity)
             else:
                 noise = np.full(U, max(float(D.var()), 1e-6) + 1e-6)
-            self.level_sd = float(np.sqrt(np.mean(D.var(1)))) if K > 1 else 1.0
             self.n_models = K
         else:
             mu = np.zeros(U)
@@ -186,17 +200,35 @@ class _Surrogate:
             return m, np.sqrt(v)
         P = Phi[units]
         r = y - base[units]
-        nz = noise[units]
-        A = (P.T / nz) @ P + np.diag(1.0 / var)
-        L = np.linalg.cholesky(A)
-        w = np.linalg.solve(A, P.T @ (r / nz))
+        # the residual e(u) is a property of the unit, not observation noise: a measured unit
+        # is known up to MEASUREMENT_NOISE (its other replica counts follow from it), and
+        # the residual scale is calibrated on the target's own observations
+        scale = 1.0
+        for _ in range(2):
+            nz = noise[units] * scale
+            A = (P.T / nz) @ P + np.diag(1.0 / var)
+            L = np.linalg.cholesky(A)
+            w = np.linalg.solve(A, P.T @ (r / nz))
+            if len(units) < 3 or not self.capacity:
+                break
+            z2 = (r - P @ w) ** 2 / noise[units]
+            scale = float(np.clip((z2.sum() + 2.0) / (len(units) + 2.0), 0.05, 4.0))
+        noise = noise * scale
         m = base + Phi @ w
         V = np.linalg.solve(L, Phi.T)
         v = (V**2).sum(0) + noise
+        seen = np.zeros(U, dtype=bool)
+        seen[units] = True
+        sums = np.bincount(units, weights=y, minlength=U)
+        counts = np.bincount(units, minlength=U)
+        m[seen] = sums[seen] / counts[seen]
+        v[seen] = MEASUREMENT_NOISE**2 * np.mean(noise)
         return m, np.sqrt(v)
 
 
-def _binned_variance(level: np.ndarray, resid: np.ndarray, bins: int = 20) -> np.ndarray:
+def _binned_variance(
+    level: np.ndarray, resid: np.ndarray, bins: int = 20, robust: bool = False
+) -> np.ndarray:
     """Per-unit residual variance: the mean squared residual of units at a similar level."""
     U = level.shape[0]
     if 2 * bins > U:
@@ -207,7 +239,11 @@ def _binned_variance(level: np.ndarray, resid: np.ndarray, bins: int = 20) -> np
     for k in range(bins):
         sel = b == k
         if sel.any():
-            out[sel] = float(np.mean(resid[:, sel] ** 2))
+            r = resid[:, sel]
+            out[sel] = float(np.mean(r**2))
+            if robust:  # (MAD) scale: configs that fail outright must not inflate the rest
+                mad = float(np.median(np.abs(r - np.median(r))))
+                out[sel] = max((1.4826 * mad) ** 2, 0.1 * out[sel])
     return np.maximum(out, 1e-9)
 
 
@@ -306,7 +342,7 @@ class MetaSampler(BaseSampler):
             if not m.ok:
                 return None
             if m.capacity_rps is not None:
-                return math.log(max(m.capacity_rps, 1e-3) / config.replicas)
+                return math.log(max(m.capacity_rps / config.replicas, CAPACITY_FLOOR_RPS))
             return None
         if not m.ok:
             return None
