@@ -123,8 +123,8 @@ def read_plan(path: str | Path) -> Plan:
 
 
 def resolve_relative(ref: str, plan_path: str | Path) -> Path | None:
-    """A path written in a plan, tried as given, then beside the plan file."""
-    for candidate in (Path(ref), Path(plan_path).resolve().parent / ref):
+    """A path written in a plan, tried beside the plan file, then as given."""
+    for candidate in (Path(plan_path).resolve().parent / ref, Path(ref)):
         if candidate.exists():
             return candidate
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import importlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -510,10 +511,15 @@ def _metrics(m: Measurement) -> dict[str, Any]:
 
 
 def _rel(path: Path, base: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(base.resolve()))
-    except ValueError:
-        return str(path)
+    """``path`` relative to ``base`` (the plan's directory), so that a plan moved together with
+    its model and space still finds them."""
+    return os.path.relpath(path.resolve(), base.resolve())
+
+
+def _space_ref(path: Path, out: Path) -> str:
+    if path.resolve().parent == SPACES_DIR.resolve():
+        return f"search_spaces/{path.name}"  # shipped: found by name wherever autoconf runs
+    return _rel(path, out)
 
 
 def _plan_dict(
@@ -570,7 +576,7 @@ def _plan_dict(
             "model_sha256": sha,
             "search_space": {
                 "name": space.name,
-                "path": _rel(sfile, Path.cwd()),
+                "path": _space_ref(sfile, out),
                 "sha256": sha256_of(sfile) if sfile.is_file() else "",
             },
             "kops_profile": kops_profile,

@@ -116,3 +116,23 @@ def test_missing_plan_exits_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "COMMANDS", ["search", "validate"])
     assert cli.main(["validate", str(tmp_path / "nope.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_shipped_examples_run_validate_with_junit():
+    """The example plan reads back; both CI examples run ``autoconf validate`` with --junit and
+    keep the JUnit file as a result."""
+    from pathlib import Path
+
+    from autoconf._plan import read_plan
+    from autoconf._validate import plan_space
+
+    root = Path(__file__).resolve().parent.parent / "examples"
+    plan = read_plan(root / "plan.yaml")
+    assert plan_space(plan, root / "plan.yaml").contains(plan.to_config())
+    gh = yaml.safe_load((root / "github-actions" / "autoconf-validate.yml").read_text())
+    steps = [s.get("run", "") for s in gh["jobs"]["validate"]["steps"]]
+    assert any(r.startswith("autoconf validate ") and "--junit" in r for r in steps)
+    gl = yaml.safe_load((root / "gitlab-ci" / ".gitlab-ci.yml").read_text())
+    job = gl["autoconf-validate"]
+    assert any(c.startswith("autoconf validate ") and "--junit" in c for c in job["script"])
+    assert job["artifacts"]["reports"]["junit"] == "reports/autoconf.xml"
