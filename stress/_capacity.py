@@ -1,9 +1,10 @@
 """Capacity search: the highest arrival rate whose p99 meets the SLO, in a handful of steps.
 
 Generic over :class:`Deployment` (any backend's ``open_loop``). A ramp multiplies the rate
-while steps pass (by 4 while p99 is under half the SLO, else by 2); the first failing
-step bounds the capacity from above, tightened to the throughput it actually achieved (an
-overloaded server serves its maximum rate, and the SLO capacity lies below it); bisection then
+while steps pass (by 4 while p99 is under half the SLO, else by 2, and by 2 from a given
+start estimate); the first failing step bounds the capacity from above, tightened to the
+throughput it achieved when it ran its full length (an overloaded server serves its maximum
+rate, and the SLO capacity lies below it); bisection then
 narrows [pass, fail] (geometric midpoints while it spans more than 2x). Each step aborts
 early once its p99 is certainly over the SLO, so failing steps are cheap. The answer is the
 highest *measured* passing rate; :func:`upper_bound` gives the lowest failing rate above it.
@@ -19,9 +20,9 @@ from ._api import CapacityResult, Deployment, LoadResult, StressError
 DEFAULT_START_RPS = 50.0
 #: A step serves its rate when it completes at least this share of it (Poisson noise).
 SERVED_SHARE = 0.95
-#: A step lasts long enough for this many measured requests (a p99 needs ~100 samples), up to
-#: three times its nominal duration.
-MIN_SAMPLES = 100
+#: A step lasts long enough for this many measured requests (so that its p99 rests on at least
+#: two requests beyond it), up to three times its nominal duration.
+MIN_SAMPLES = 200
 #: Stop bisecting once the bracket is this narrow (relative to its upper end).
 RESOLUTION = 0.05
 
@@ -87,11 +88,15 @@ def capacity_search(
             lo, best = rate, res
         else:
             upper = rate
-            if not res.generator_saturated and res.throughput_rps > 0:
+            # An overloaded step serves the server's maximum rate: a bound, unless the generator
+            # was the bottleneck or the step was cut short (its window is then too short).
+            if not res.generator_saturated and not res.aborted_early and res.throughput_rps > 0:
                 upper = min(rate, res.throughput_rps * 1.02)
             hi = max(lo * (1 + RESOLUTION), upper) if hi is None else min(hi, max(upper, lo))
         if hi is None:
-            rate *= 4.0 if res.p99_ms < 0.5 * slo_p99_ms else 2.0
+            # A given estimate is trusted to be near: ramp gently from it.
+            fast = start_rps is None and res.p99_ms < 0.5 * slo_p99_ms
+            rate *= 4.0 if fast else 2.0
         elif lo == 0.0:
             rate = hi / 4.0
         else:

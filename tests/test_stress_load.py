@@ -180,8 +180,9 @@ def test_cli_capacity_json(tiny_model: Path) -> None:
              "--duration", "1s", "--warmup", "0", "--json")  # fmt: skip
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert len(out["steps"]) == 2 and [s["target_rps"] for s in out["steps"]] == [20.0, 80.0]
-    assert out["capacity_rps"] == 80.0  # a 2 s SLO is met at these rates
+    # From a start estimate the ramp doubles.
+    assert len(out["steps"]) == 2 and [s["target_rps"] for s in out["steps"]] == [20.0, 40.0]
+    assert out["capacity_rps"] == 40.0  # a 2 s SLO is met at these rates
     assert out["p99_ms"] < 2000
 
 
@@ -224,7 +225,7 @@ def test_local_backend_measures_and_fails_cleanly(tiny_model: Path) -> None:
     config = Config(batch_size=4, gpu_type="cpu", replicas=1, cpu_cores=1, max_queue_delay_ms=1)
     with get_backend("local", space, warmup_s=0.5) as backend:
         m = backend.evaluate(profile, config, Load(slo_p99_ms=500, target_rps=30, duration_s=2))
-    assert m.ok and m.error_rate == 0.0 and m.p99_ms > 0 and 15 < m.throughput_rps < 45
+    assert m.ok and m.error_rate == 0.0 and m.p99_ms > 0 and 10 < m.throughput_rps < 50
     assert m.cost_per_hour == pytest.approx(space.cost_per_hour(config))
     with get_backend("local", space, ready_timeout_s=0.01) as backend:
         f = backend.evaluate(profile, config, Load(slo_p99_ms=500, target_rps=30, duration_s=2))
