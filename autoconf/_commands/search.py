@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             kops.zoo.build(EXAMPLE_MODEL, model)
         slo = args.slo_p99 or EXAMPLE_SLO
         qps = args.qps
-        budget = args.budget or EXAMPLE_BUDGET
+        budget = args.budget if args.budget is not None else EXAMPLE_BUDGET
         duration = args.duration or EXAMPLE_DURATION_S
     else:
         if not args.model:
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out or "autoconf-out")
         model = Path(args.model)
         slo, qps = args.slo_p99, args.qps
-        budget = args.budget or 20
+        budget = args.budget if args.budget is not None else 20
         duration = args.duration or 10.0
     if qps is not None and not qps > 0:
         raise UserError("--qps: must be > 0")
