@@ -100,3 +100,26 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     assert "unknown sampler" in capsys.readouterr().err
     assert main(["bench", "--train", f"falcon:{tmp_path}", "--eval", "x"]) == 2
     assert "no *.csv tables" in capsys.readouterr().err
+
+
+def test_transfer_order_is_best_mean_rank_first(tables):
+    """The static order puts the configs best over the training tables first, infeasible last."""
+    from autoconf.samplers import SamplerContext
+
+    space = tables[0].space
+    order = transfer_order(SamplerContext(space, tables[0].objective, history=tables))
+    assert sorted(order, key=lambda c: c.key()) == sorted(space.configs(), key=lambda c: c.key())
+
+    def feasible_everywhere(c):
+        return all(t.objective.feasible(t.results[c]) for t in tables)
+
+    flags = [feasible_everywhere(c) for c in order]
+    assert any(t.objective.feasible(t.results[order[0]]) for t in tables)
+    assert not flags[-1]
+    # nothing infeasible on both tables comes before a config feasible on both
+    both_bad = [
+        i
+        for i, c in enumerate(order)
+        if not any(t.objective.feasible(t.results[c]) for t in tables)
+    ]
+    assert min(both_bad) > max(i for i, f in enumerate(flags) if f)

@@ -22,6 +22,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
+from scipy.stats import rankdata
 
 from .._study import config_of, violation_of
 from .._types import Config
@@ -74,7 +75,8 @@ def _constraints(context: SamplerContext):
 
 
 def mean_rank_scores(configs: Sequence[Config], tables: Sequence[ModelTable]) -> np.ndarray:
-    """Each config's mean rank (0 = best) over ``tables``; infeasible or missing = worst rank."""
+    """Each config's mean rank (0 = best) over ``tables``; infeasible or missing configs share the
+    worst rank, equal values share their average rank."""
     n = len(configs)
     ranks = np.zeros(n)
     for table in tables:
@@ -85,7 +87,7 @@ def mean_rank_scores(configs: Sequence[Config], tables: Sequence[ModelTable]) ->
             value = None if m is None else table.objective.value(m)
             if value is not None:
                 keys[i] = sign * value
-        ranks += np.argsort(np.argsort(keys, kind="stable"), kind="stable")
+        ranks += rankdata(keys, method="average") - 1  # ties share a rank (inf: all worst)
     return ranks / max(len(tables), 1)
 
 
