@@ -20,8 +20,8 @@ class QueueDouble(Backend):
     """p99 = base * sqrt(batch) / (1 - utilisation); capacity grows with replicas, cores and batch.
 
     Options: ``sleep_s`` per evaluation; ``interrupt_after`` raises KeyboardInterrupt on that
-    evaluation (counted over all instances); ``fail_validation`` is a set of config keys whose
-    long (re-measurement) runs fail; ``slowdown`` multiplies latency (a regressed deployment).
+    evaluation (counted over all instances); the first ``fail_long_runs`` long runs (the
+    re-measurements) fail; ``slowdown`` multiplies latency (a regressed deployment).
     """
 
     name = "queue-double"
@@ -29,11 +29,13 @@ class QueueDouble(Backend):
     in_flight: set[Config] = set()
     overlaps: list[Config] = []
     closed = 0
+    long_runs_failed = 0
     _lock = threading.Lock()
 
     @classmethod
     def reset(cls) -> None:
         cls.calls, cls.in_flight, cls.overlaps, cls.closed = [], set(), [], 0
+        cls.long_runs_failed = 0
 
     def evaluate(self, profile: Any, config: Config, load: Load) -> Measurement:
         cls = type(self)
@@ -48,7 +50,10 @@ class QueueDouble(Backend):
                 raise KeyboardInterrupt
             time.sleep(float(self.options.get("sleep_s", 0.0)))
             cost = self.space.cost_per_hour(config)
-            if config.key() in self.options.get("fail_validation", set()) and load.duration_s > 1.5:
+            if load.duration_s > 1.5 and cls.long_runs_failed < int(
+                self.options.get("fail_long_runs", 0)
+            ):
+                cls.long_runs_failed += 1
                 return Measurement.failed("crashed under the long run", cost)
             cap = config.replicas * config.cpu_cores * 30 * math.sqrt(config.batch_size)
             rps = load.target_rps or cap * 0.95
