@@ -37,7 +37,7 @@ import psutil
 
 import stress
 from stress._capacity import upper_bound
-from stress._load import input_signature, make_bodies, open_loop
+from stress._load import input_signature, open_loop
 from stress._local import LocalDeployer, free_port
 
 TRIVIAL_SERVER = textwrap.dedent(
@@ -207,13 +207,26 @@ def _wrk(
     }
 
 
+def _one_body(signature: list[dict]) -> bytes:
+    """One request body exactly as the generator builds them (in a child process: the
+    locustfile gevent-patches whoever imports it)."""
+    code = (
+        "import json, sys; from stress._locustfile import make_bodies; "
+        "sys.stdout.write(make_bodies(json.loads(sys.argv[1]), {}, 0, 1)[0].decode())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(signature)], capture_output=True, check=True
+    )
+    return out.stdout
+
+
 def cross_check(model: Path, spec_kw: dict, duration_s: float, light_rps: float) -> dict:
     if not shutil.which("wrk"):
         return {"skipped": "wrk not on PATH (apt-get install -y wrk)"}
     spec = stress.DeploymentSpec(model_path=model, **spec_kw)
     with LocalDeployer().deploy(spec) as dep:
         url = dep.endpoints[0]
-        body = make_bodies(input_signature(model), {}, seed=0, n=1)[0]
+        body = _one_body(input_signature(model))
         gen = dep.generator_cores
         light_wrk = _wrk(url, body, 1, duration_s, gen, mean_gap_ms=1000.0 / light_rps)
         hot_wrk = _wrk(url, body, 1, duration_s, gen)

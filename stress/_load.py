@@ -80,58 +80,6 @@ def input_signature(model_path: str | Path) -> list[dict]:
     return out
 
 
-_V2 = {
-    "float32": "FP32",
-    "float64": "FP64",
-    "float16": "FP16",
-    "int64": "INT64",
-    "int32": "INT32",
-    "int16": "INT16",
-    "int8": "INT8",
-    "uint8": "UINT8",
-    "bool": "BOOL",
-}
-#: How many different request bodies to pre-build and cycle through.
-N_BODIES = 16
-
-
-def make_bodies(signature: list[dict], dims: dict, seed: int, n: int = N_BODIES) -> list[bytes]:
-    """v2 infer request bodies of one row each from an input signature.
-
-    Integer inputs with a ``value_range`` (token ids) stay within it; floats are standard
-    normal. Symbolic dimensions take ``dims[name]`` (the batch dimension is always 1).
-    """
-    rng = np.random.default_rng(seed)
-    bodies = []
-    for _ in range(n):
-        tensors = []
-        for spec in signature:
-            shape = [
-                d if isinstance(d, int) and d > 0 else int(dims.get(str(d), dims.get("*", 16)))
-                for d in spec["shape"]
-            ]
-            if shape:
-                shape[0] = 1  # one row per request: batching is the server's job
-            dtype = spec["dtype"]
-            if dtype.startswith(("int", "uint")):
-                lo, hi = spec.get("value_range") or (0, 1)
-                data = rng.integers(lo, hi + 1, size=shape).astype(dtype)
-            elif dtype == "bool":
-                data = rng.integers(0, 2, size=shape).astype(bool)
-            else:
-                data = rng.standard_normal(shape).astype(dtype)
-            tensors.append(
-                {
-                    "name": spec["name"],
-                    "shape": shape,
-                    "datatype": _V2.get(dtype, "FP32"),
-                    "data": data.reshape(-1).tolist(),
-                }
-            )
-        bodies.append(json.dumps({"inputs": tensors}, separators=(",", ":")).encode())
-    return bodies
-
-
 def generator_processes(rate_rps: float, processes: int | None = None) -> int:
     """How many generator processes a rate needs (at most the usable cores)."""
     if processes:

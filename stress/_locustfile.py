@@ -10,7 +10,8 @@ counted as an error and reported as a cap hit. Exact latencies come from Locust'
 event (Locust's own percentiles are rounded to about two significant digits).
 
 This module imports locust (which gevent-patches the process): it must only ever run in a
-process of its own. Two ways to run it:
+process of its own. It needs nothing but locust and the standard library, so it can also be
+shipped alone into a cluster. Two ways to run it:
 
 - ``python -m stress._locustfile CONFIG.json``: what :mod:`stress._load` does, one process per
   share of the rate; results go to ``config["out"]`` as JSON;
@@ -34,7 +35,63 @@ import gevent  # noqa: E402
 from locust import FastHttpUser, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
-from stress._load import make_bodies  # noqa: E402
+_V2 = {
+    "float32": "FP32",
+    "float64": "FP64",
+    "float16": "FP16",
+    "int64": "INT64",
+    "int32": "INT32",
+    "int16": "INT16",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "bool": "BOOL",
+}
+#: How many different request bodies to pre-build and cycle through (fewer for big inputs).
+N_BODIES = 16
+
+
+def make_bodies(signature: list, dims: dict, seed: int, n: int = N_BODIES) -> list:
+    """v2 infer request bodies of one row each from an input signature.
+
+    Integer inputs with a ``value_range`` (token ids) stay within it; floats are standard
+    normal. Symbolic dimensions take ``dims[name]`` (else ``dims["*"]``, else 16); the batch
+    dimension is always 1. Standard library only: this file also runs alone in a cluster.
+    """
+    rng = random.Random(seed)
+    shapes = []
+    for spec in signature:
+        shape = [
+            d if isinstance(d, int) and d > 0 else int(dims.get(str(d), dims.get("*", 16)))
+            for d in spec["shape"]
+        ]
+        if shape:
+            shape[0] = 1  # one row per request: batching is the server's job
+        shapes.append(shape)
+    values = sum(math.prod(s) for s in shapes) or 1
+    n = max(1, min(n, 2_000_000 // values))
+    bodies = []
+    for _ in range(n):
+        tensors = []
+        for spec, shape in zip(signature, shapes):
+            count = math.prod(shape)
+            dtype = spec["dtype"]
+            if dtype.startswith(("int", "uint")):
+                lo, hi = spec.get("value_range") or (0, 1)
+                data = [rng.randint(int(lo), int(hi)) for _ in range(count)]
+            elif dtype == "bool":
+                data = [rng.random() < 0.5 for _ in range(count)]
+            else:
+                data = [round(rng.gauss(0.0, 1.0), 6) for _ in range(count)]
+            tensors.append(
+                {
+                    "name": spec["name"],
+                    "shape": shape,
+                    "datatype": _V2.get(dtype, "FP32"),
+                    "data": data,
+                }
+            )
+        bodies.append(json.dumps({"inputs": tensors}, separators=(",", ":")).encode())
+    return bodies
 
 
 def _load_config() -> dict:

@@ -21,7 +21,7 @@ from autoconf import Config, Load, load_space
 from autoconf._commands.stress import parse_config, parse_duration_s
 from autoconf._errors import UserError
 from autoconf.backends import get_backend
-from stress._load import make_bodies, merge_results
+from stress._load import merge_results
 from stress._local import LocalDeployer
 
 
@@ -36,11 +36,21 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_bodies_follow_the_signature_token_ids_in_range() -> None:
+    """Built by the locustfile itself, in a child process (it gevent-patches its importer)."""
     sig = [
         {"name": "ids", "dtype": "int64", "shape": ["batch", "sequence"], "value_range": [0, 9]},
         {"name": "mask", "dtype": "float32", "shape": ["batch", 3, 4], "value_range": None},
     ]
-    bodies = [json.loads(b) for b in make_bodies(sig, {"sequence": 32}, seed=3, n=8)]
+    code = (
+        "import json, sys; from stress._locustfile import make_bodies; "
+        "print(json.dumps([b.decode() for b in make_bodies(json.loads(sys.argv[1]), "
+        "{'sequence': 32}, 3, 8)]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(sig)], capture_output=True, text=True, check=True
+    ).stdout
+    bodies = [json.loads(b) for b in json.loads(out)]
+    assert len(bodies) == 8
     ids = np.concatenate([np.asarray(b["inputs"][0]["data"]) for b in bodies])
     assert (
         bodies[0]["inputs"][0]["shape"] == [1, 32] and bodies[0]["inputs"][0]["datatype"] == "INT64"
