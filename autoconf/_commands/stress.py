@@ -222,6 +222,11 @@ def _print_human(out: dict[str, Any], capacity: bool) -> None:
         print(
             f"capacity {out['capacity_rps']:,.1f} requests/s within p99 <= {out['slo_p99_ms']:g} ms"
         )
+        upper = out.get("capacity_upper_rps")
+        if upper is not None:
+            print(f"  (the SLO failed at {upper:,.1f} requests/s: the capacity lies in between)")
+        elif out["capacity_rps"] > 0:
+            print("  (no step failed above it: the capacity is at least this; more --max-steps)")
         if "p99_ms" not in out:
             return
     print(
