@@ -195,3 +195,11 @@ def test_signals_to_the_parent_stop_every_server(tmp_path: Path, tiny_model: Pat
             proc.kill()
     assert proc.returncode != 0
     assert_no_servers(model)
+
+
+def test_memory_limit_too_small_is_a_deploy_error(tiny_model: Path) -> None:
+    """``memory_mb`` caps the server's address space; 64 MB cannot even load ONNX Runtime."""
+    spec = stress.DeploymentSpec(model_path=tiny_model, memory_mb=64)
+    with pytest.raises(stress.DeployError, match="replica 0 .* died before it was ready"):
+        LocalDeployer(ready_timeout_s=30).deploy(spec)
+    assert_no_servers(tiny_model)
