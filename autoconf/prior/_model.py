@@ -77,8 +77,8 @@ def measurement_score(kind: str, config: Config, m: Measurement, objective) -> f
             return None
         v = m.rps_per_cost if objective.slo_p99_ms is None else objective.value(m)
         return None if v is None else float(v)
-    if not m.ok:
-        return None
+    if not m.ok:  # failed deployment: no capacity at any replica count
+        return math.log(CAPACITY_FLOOR_RPS)
     cap = m.capacity_rps
     if cap is None:
         return None

@@ -51,6 +51,12 @@ from . import SamplerContext
 CAPACITY_FLOOR_RPS = 1.0
 #: Relative sd (of the mean residual sd) left on a unit once it is measured.
 MEASUREMENT_NOISE = 0.1
+#: Prior variance of each dimension value's effect on the target's deviation, relative to the
+#: mean residual variance: what lets observations of some T4 configs speak for the other T4s.
+MAIN_EFFECT_VARIANCE = 1.0
+#: At a target load, the cheapest config with at least this probability of serving it is
+#: measured next (1.0: plain constrained EI).
+FEASIBLE_ENOUGH = 0.5
 #: Prior variance (times 1/K) of each training model's weight in the target's deviation.
 MODEL_WEIGHT_VARIANCE = 1.0
 #: Grid points of the probability-of-maximum integral.
@@ -173,7 +179,7 @@ class _Surrogate:
             centred = self.mu - self.mu.mean()
             cols = [np.ones((U, 1)), centred[:, None], self.D, self.H]
             v_b0 = self.level_sd**2
-            v_h = 0.25 * float(np.mean(self.noise))
+            v_h = MAIN_EFFECT_VARIANCE * float(np.mean(self.noise))
             var = np.concatenate(
                 [
                     [v_b0],
@@ -240,10 +246,11 @@ def _binned_variance(
         sel = b == k
         if sel.any():
             r = resid[:, sel]
-            out[sel] = float(np.mean(r**2))
+            var = float(np.mean(r**2))
             if robust:  # (MAD) scale: configs that fail outright must not inflate the rest
                 mad = float(np.median(np.abs(r - np.median(r))))
-                out[sel] = max((1.4826 * mad) ** 2, 0.1 * out[sel])
+                var = max((1.4826 * mad) ** 2, 0.1 * var)
+            out[sel] = var
     return np.maximum(out, 1e-9)
 
 
@@ -339,8 +346,8 @@ class MetaSampler(BaseSampler):
 
     def _score(self, config: Config, m: Measurement) -> float | None:
         if self.model.capacity:
-            if not m.ok:
-                return None
+            if not m.ok:  # failed (out of memory, crash): no capacity, whatever the replicas
+                return math.log(CAPACITY_FLOOR_RPS)
             if m.capacity_rps is not None:
                 return math.log(max(m.capacity_rps / config.replicas, CAPACITY_FLOOR_RPS))
             return None
@@ -383,6 +390,10 @@ class MetaSampler(BaseSampler):
             ref = best if best is not None else float(model.cost.max()) * 1.0001
             gain = np.maximum(ref - model.cost, 0.0)
             acq = gain * p + 1e-12 * p
+            likely = free & (p >= FEASIBLE_ENOUGH) & (gain > 0)
+            if FEASIBLE_ENOUGH < 1.0 and likely.any():
+                # the cheapest config the posterior expects to serve the load: verify it
+                acq = np.where(likely, 1.0 + model.cost.max() - model.cost, acq * 1e-9)
             out[free] = acq[free]
             return out
         sign = 1.0 if self.objective.direction == "maximize" else -1.0
