@@ -231,12 +231,30 @@ def run_trials_parallel(
     state = {"collisions": 0, "repeats_in_a_row": 0, "claimed": 0}
     errors: list[BaseException] = []
 
-    def others_running(number: int) -> set[Config]:
+    def claimed_elsewhere() -> set[Config]:
+        """Configs other workers (any process on this storage) have claimed and not finished."""
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return {config_of(t) for t in running if t.number != number and t.params}
+        return {config_of(t) for t in running if t.user_attrs.get("claim")}
+
+    def rival(number: int, config: Config) -> Measurement | bool:
+        """After writing our claim: a stored measurement of ``config``, or True when another
+        trial holds a claim on it (then both may back off; never both measure), else False."""
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE)):
+            if t.number == number or len(t.params) != len(dists) or config_of(t) != config:
+                continue
+            if t.state == TrialState.COMPLETE:
+                if "measurement" in t.user_attrs and not t.user_attrs.get("repeat"):
+                    return Measurement(**t.user_attrs["measurement"])
+            elif t.user_attrs.get("claim"):
+                return True
+        return False
 
     def claim(worker: str) -> tuple[optuna.trial.Trial, Config] | None:
-        """Ask until a config nobody measured or is measuring comes up (under the lock)."""
+        """Ask until a config nobody measured or is measuring comes up (under the lock).
+
+        Across processes a claim is written before the storage is read back (write, then read):
+        of two workers racing for one config at least one sees the other and backs off.
+        """
         while True:
             if stop.is_set() or state["claimed"] >= budget:
                 return None
@@ -244,21 +262,33 @@ def run_trials_parallel(
             if len(measured) + len(in_flight) >= total:
                 return None
             trial = study.ask(fixed_distributions=dists)
-            trial.set_user_attr("worker", worker)
             config = config_of(trial)
-            if config in measured:
+            try:
+                trial.set_user_attr("worker", worker)
+                taken = config in in_flight
+                if config not in measured and not taken:
+                    trial.set_user_attr("claim", config.key())
+                    found = rival(trial.number, config)
+                    if isinstance(found, Measurement):
+                        measured[config] = found
+                    taken = found is True
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another process popped the same enqueued trial (SQLite) and owns it
+            if config in measured or taken:
                 state["repeats_in_a_row"] += 1
-                log.repeats += 1
+                if config in measured:
+                    log.repeats += 1
+                else:
+                    state["collisions"] += 1
                 if state["repeats_in_a_row"] < MAX_REPEATS_IN_A_ROW:
-                    tell(study, trial, objective, measured[config], repeat=True)
+                    if config in measured:
+                        tell(study, trial, objective, measured[config], repeat=True)
+                    else:
+                        study.tell(trial, state=TrialState.FAIL)
                     continue
-                config = None
-            elif config in in_flight or config in others_running(trial.number):
-                state["collisions"] += 1
-                config = None
-            if config is None:
+                # stalled: the sampler keeps suggesting taken configs; measure a free one
                 study.tell(trial, state=TrialState.FAIL)
-                busy = in_flight | others_running(-1)
+                busy = in_flight | claimed_elsewhere()
                 free = [c for c in space.configs() if c not in measured and c not in busy]
                 if not free:
                     return None

@@ -284,3 +284,38 @@ def test_resume_fails_trials_left_running_by_a_killed_process(env):
     states = {t.number: t.state for t in study.get_trials()}
     assert states[dead.number] == optuna.trial.TrialState.FAIL
     assert states[alive.number] == optuna.trial.TrialState.RUNNING
+
+
+def test_two_searches_sharing_storage_never_measure_the_same_config(tmp_path):
+    """Two workers with their own Study object, sampler and lock on one SQLite file (what two
+    processes sharing --storage have in common), run in threads so the double can see overlaps.
+    Their samplers suggest the same sequence, so only the claim in storage keeps them apart."""
+    from autoconf import Load
+    from autoconf._study import run_trials_parallel
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(storage=storage, study_name="shared")
+    space, objective = search.load_space("cpu-local"), search.Objective(50, 60)
+    QueueDouble.reset()
+
+    def worker(seed: int) -> None:
+        sampler = optuna.samplers.RandomSampler(seed=7)  # both suggest the same configs
+        study = optuna.load_study(study_name="shared", storage=storage, sampler=sampler)
+        backend = QueueDouble(space, sleep_s=0.05)
+        run_trials_parallel(
+            study,
+            space,
+            objective,
+            lambda c: backend.evaluate(None, c, Load(50, 60, 1.0)),
+            8,
+            seed=seed,
+        )
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    calls = [c for c, _ in QueueDouble.calls]
+    assert len(calls) == 16 and len(set(calls)) == 16 and QueueDouble.overlaps == []
