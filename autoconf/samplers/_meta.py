@@ -140,16 +140,22 @@ class _Surrogate:
             # level (heteroscedastic noise): what the surrogate cannot explain
             if K >= 3:
                 loo = np.empty_like(S)
+                slopes = np.empty(K)
                 for k in range(K):
                     rest = (S.sum(0) - S[k]) / (K - 1)
                     X = np.stack([np.ones(U), rest], 1)
                     coef = np.linalg.lstsq(X, S[k], rcond=None)[0]
                     loo[k] = S[k] - X @ coef
-                noise = _binned_variance(mu, loo, robust=self.capacity)
+                    slopes[k] = coef[1]
+                noise, self.tail = _binned_variance(mu, loo, robust=self.capacity)
+                self.slope_var = float(np.mean((slopes - 1.0) ** 2)) + 1e-4
             else:
                 noise = np.full(U, max(float(D.var()), 1e-6) + 1e-6)
             self.n_models = K
+            if K < 3:
+                self.slope_var = 0.25
         else:
+            self.slope_var = 0.25
             mu = np.zeros(U)
             D = np.zeros((0, U))
             noise = None
@@ -166,8 +172,16 @@ class _Surrogate:
             onehots.append(np.eye(len(vals))[col])
         H = np.hstack(onehots) if onehots else np.zeros((U, 0))
         self.H = H
+        # prior variance of a main effect: how large they are in the training deviations
+        self.effect_var = None
+        if use_prior and H.shape[1] and D.shape[0]:
+            G = H.T @ H + 1e-3 * U * np.eye(H.shape[1])
+            coef = np.linalg.solve(G, H.T @ D.T)  # columns x K
+            self.effect_var = float(np.mean(coef**2)) + 1e-12
         self.D = D.T  # U x K
         self.noise = noise  # None: estimated from the target's observations
+        if noise is None or not hasattr(self, "tail"):
+            self.tail = None
 
     def fit(self, units: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and sd of every unit's score given observations ``y`` at ``units``."""
@@ -179,11 +193,13 @@ class _Surrogate:
             centred = self.mu - self.mu.mean()
             cols = [np.ones((U, 1)), centred[:, None], self.D, self.H]
             v_b0 = self.level_sd**2
-            v_h = MAIN_EFFECT_VARIANCE * float(np.mean(self.noise))
+            v_h = MAIN_EFFECT_VARIANCE * (
+                self.effect_var if self.effect_var is not None else float(np.mean(self.noise))
+            )
             var = np.concatenate(
                 [
                     [v_b0],
-                    [0.25],
+                    [self.slope_var],
                     np.full(K, MODEL_WEIGHT_VARIANCE / K),
                     np.full(self.H.shape[1], v_h),
                 ]
@@ -234,24 +250,64 @@ class _Surrogate:
 
 def _binned_variance(
     level: np.ndarray, resid: np.ndarray, bins: int = 20, robust: bool = False
-) -> np.ndarray:
-    """Per-unit residual variance: the mean squared residual of units at a similar level."""
+) -> tuple[np.ndarray, _Tail]:
+    """Per-unit residual variance (the mean squared residual of units at a similar prior
+    level) and the empirical distribution of the standardized residuals per level bin."""
     U = level.shape[0]
-    if 2 * bins > U:
-        return np.full(U, max(float(np.mean(resid**2)), 1e-9))
+    bins = max(1, min(bins, U // 5))
     edges = np.quantile(level, np.linspace(0, 1, bins + 1))
     b = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, bins - 1)
     out = np.empty(U)
+    samples = []
     for k in range(bins):
         sel = b == k
-        if sel.any():
-            r = resid[:, sel]
-            var = float(np.mean(r**2))
-            if robust:  # (MAD) scale: configs that fail outright must not inflate the rest
-                mad = float(np.median(np.abs(r - np.median(r))))
-                var = max((1.4826 * mad) ** 2, 0.1 * var)
-            out[sel] = var
-    return np.maximum(out, 1e-9)
+        r = resid[:, sel].ravel()
+        if not len(r):
+            samples.append(np.zeros(1))
+            continue
+        var = float(np.mean(r**2))
+        if robust:  # (MAD) scale: configs that fail outright must not inflate the rest
+            mad = float(np.median(np.abs(r - np.median(r))))
+            var = max((1.4826 * mad) ** 2, 0.1 * var)
+        var = max(var, 1e-12)
+        out[sel] = var
+        samples.append(r / math.sqrt(var))
+    return out, _Tail(b, samples)
+
+
+class _Tail:
+    """Empirical residual distribution per level bin (standardized): the tail probabilities of
+    the stopping rule come from what the training models' residuals did, not from a Gaussian
+    (bounded residuals make a Gaussian tail far too pessimistic)."""
+
+    def __init__(self, bin_of_unit: np.ndarray, samples: list[np.ndarray]) -> None:
+        self.bin_of_unit = bin_of_unit
+        self.sorted = [np.sort(z) for z in samples]
+        # suffix sums for E[(Z - z0)+]
+        self.suffix = [np.concatenate([np.cumsum(z[::-1])[::-1], [0.0]]) for z in self.sorted]
+
+    def sf(self, units: np.ndarray, z0: np.ndarray) -> np.ndarray:
+        """P(Z > z0) per unit; beyond the largest sample a decaying 1/(2n) keeps tails possible."""
+        out = np.empty(len(units))
+        bins = self.bin_of_unit[units]
+        for k in np.unique(bins):
+            sel = bins == k
+            z = self.sorted[k]
+            above = len(z) - np.searchsorted(z, z0[sel], side="right")
+            beyond = np.exp(-np.maximum(z0[sel] - z[-1], 0.0)) * 0.5
+            out[sel] = np.where(above > 0, above, beyond) / len(z)
+        return out
+
+    def partial(self, units: np.ndarray, z0: np.ndarray) -> np.ndarray:
+        """E[(Z - z0)+] per unit."""
+        out = np.empty(len(units))
+        bins = self.bin_of_unit[units]
+        for k in np.unique(bins):
+            sel = bins == k
+            z = self.sorted[k]
+            i = np.searchsorted(z, z0[sel], side="right")
+            out[sel] = (self.suffix[k][i] - (len(z) - i) * z0[sel]) / len(z)
+        return out
 
 
 class MetaSampler(BaseSampler):
@@ -432,13 +488,14 @@ class MetaSampler(BaseSampler):
             p = self.feasibility(state)
             threat = free & (model.cost < best / 1.05)
             return float(np.exp(np.sum(np.log1p(-np.clip(p[threat], 0, 1 - 1e-12)))))
-        m = state["mean"][model.unit_of][free]
-        s = state["sd"][model.unit_of][free]
-        if self.objective.direction == "maximize":
-            z = (best * 1.05 - m) / s if best >= 0 else (best * 0.95 - m) / s
-            return float(np.exp(np.sum(np.log(np.clip(ndtr(z), 1e-300, 1.0)))))
-        z = (m - best / 1.05) / s
-        return float(np.exp(np.sum(np.log(np.clip(ndtr(z), 1e-300, 1.0)))))
+        units = model.unit_of[free]
+        m = state["mean"][units]
+        s = state["sd"][units]
+        sign = 1.0 if self.objective.direction == "maximize" else -1.0
+        bound = best * (1.0 + 0.05 * sign) if best >= 0 else best * (1.0 - 0.05 * sign)
+        z = sign * (bound - m) / s  # a config threatens the incumbent above z (in sd units)
+        p_exceed = model.tail.sf(units, z) if model.tail is not None else 1.0 - ndtr(z)
+        return float(np.exp(np.sum(np.log1p(-np.clip(p_exceed, 0.0, 1.0 - 1e-12)))))
 
     def expected_improvement(self, state: dict[str, Any]) -> float:
         """The best remaining expected improvement over the incumbent (objective units)."""
@@ -451,10 +508,14 @@ class MetaSampler(BaseSampler):
             p = self.feasibility(state)
             return float(np.max(np.maximum(best - model.cost, 0.0)[free] * p[free]))
         sign = 1.0 if self.objective.direction == "maximize" else -1.0
-        m = sign * state["mean"][model.unit_of][free]
-        s = state["sd"][model.unit_of][free]
-        z = (m - sign * best) / s
-        ei = (m - sign * best) * ndtr(z) + s * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        units = model.unit_of[free]
+        m = sign * state["mean"][units]
+        s = state["sd"][units]
+        z0 = (sign * best - m) / s
+        if model.tail is not None:
+            ei = s * model.tail.partial(units, z0)
+        else:
+            ei = s * (np.exp(-0.5 * z0 * z0) / math.sqrt(2 * math.pi) - z0 * (1.0 - ndtr(z0)))
         return float(ei.max())
 
     def should_stop(self, study: Study) -> bool:
