@@ -52,7 +52,10 @@ class BenchRecord:
     best_so_far: list[float | None] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        # 6 significant digits keep a JSON of thousands of curves small
+        out["best_so_far"] = [None if v is None else float(f"{v:.6g}") for v in self.best_so_far]
+        return out
 
 
 def group_of(name: str) -> str:
@@ -235,7 +238,7 @@ def summarize(records: list[BenchRecord]) -> str:
 
 def regret_curves(records: list[BenchRecord]) -> dict[str, list[float]]:
     """Per sampler, the median over runs of the simple regret |best - optimum| / |optimum| after
-    each evaluation (1.0 while nothing feasible was found)."""
+    each evaluation (infinite while nothing feasible was found)."""
     out: dict[str, list[float]] = {}
     for s in dict.fromkeys(r.sampler for r in records):
         rs = [r for r in records if r.sampler == s]
@@ -246,8 +249,11 @@ def regret_curves(records: list[BenchRecord]) -> dict[str, list[float]]:
             for r in rs:
                 curve = r.best_so_far
                 best = curve[min(i, len(curve) - 1)] if curve else None
-                vals.append(1.0 if best is None else abs(best - r.optimum) / abs(r.optimum or 1.0))
-            per_step.append(statistics.median(vals))
+                vals.append(
+                    math.inf if best is None else abs(best - r.optimum) / abs(r.optimum or 1.0)
+                )
+            vals.sort()
+            per_step.append(vals[(len(vals) - 1) // 2])  # lower median: inf cannot be averaged
         out[s] = per_step
     return out
 
@@ -261,12 +267,12 @@ def plot_regret(records: list[BenchRecord], path: str | Path, title: str = "") -
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for sampler, curve in regret_curves(records).items():
-        ax.plot(range(1, len(curve) + 1), [max(v, 1e-4) for v in curve], label=sampler)
+        ax.plot(range(1, len(curve) + 1), [min(max(v, 1e-4), 10.0) for v in curve], label=sampler)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("evaluations (distinct configs measured)")
-    ax.set_ylabel("median simple regret (floored at 1e-4)")
-    ax.set_title(title)
+    ax.set_ylabel("median simple regret")
+    ax.set_title(f"{title}\n(regret 1e-4 = optimum reached, 10 = nothing feasible yet)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -275,6 +281,13 @@ def plot_regret(records: list[BenchRecord], path: str | Path, title: str = "") -
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def load_records(path: str | Path) -> list[BenchRecord]:
+    """Records written by ``autoconf bench --json``."""
+    import json
+
+    return [BenchRecord(**r) for r in json.loads(Path(path).read_text())]
 
 
 def load_dataset(spec: str) -> list[ModelTable]:

@@ -17,7 +17,7 @@ autoconf bench --train "falcon:$FALCON" --eval "falcon:$FALCON" \
   --json "$OUT/falcon-gp.json" > "$OUT/falcon-gp.md"
 
 # The simulated zoo on gpu-default: leave-one-family-out (a model is trained on every other
-# family, never on its own family's sizes or perturbed copies), 10 seeds, budget 200.
+# family, never on its own family's sizes or perturbed copies), 5 seeds (3 for tpe, 2 for grid: time), budget 200.
 autoconf bench --train sim:zoo --eval sim:zoo \
-  --samplers random,tpe,grid,transfer --repeats 10 --budget 200 \
+  --samplers random,tpe,grid,transfer --repeats 5 --sampler-repeats tpe=3,grid=2 --budget 200 \
   --json "$OUT/zoo.json" --plot "$OUT/zoo-regret.png" > "$OUT/zoo.md"

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     print(summarize(records), end="")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps([r.to_dict() for r in records], indent=1))
+        Path(args.json).write_text(json.dumps([r.to_dict() for r in records]))
     if args.plot:
         plot_regret(records, args.plot, title=f"train {args.train} / eval {args.eval_set}")
     return 0
