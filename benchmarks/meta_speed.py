@@ -62,7 +62,6 @@ def main() -> None:
         "space_configs": target.space.size(),
         "observations": args.observations,
         "load_avg_1m_before": os.getloadavg()[0],
-        "torch_threads": None,
     }
     for label, objective in (
         ("target_load", target.objective),
