@@ -183,6 +183,24 @@ class _Surrogate:
         if noise is None or not hasattr(self, "tail"):
             self.tail = None
 
+    def failure_implied(self, config: Config, m: Measurement) -> list[int]:
+        """Units a failed measurement rules out: its own, and for an out-of-memory error every
+        unit on the same GPU type with at least its batch size and instances per GPU."""
+        key = self.unit_of[self.index[config]]
+        out = [int(key)]
+        if "memory" in (m.error or "").lower():
+            inst = config.instances_per_gpu or 1
+            for u, c in enumerate(self.unit_configs):
+                if (
+                    c.gpu_type == config.gpu_type
+                    and c.batch_size >= config.batch_size
+                    and (c.instances_per_gpu or 1) >= inst
+                    and (c.gpu_mem_gb or 0) <= (config.gpu_mem_gb or 0)
+                    and (c.gpu_share_pct or 100) <= (config.gpu_share_pct or 100)
+                ):
+                    out.append(u)
+        return out
+
     def fit(self, units: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and sd of every unit's score given observations ``y`` at ``units``."""
         U = len(self.mu)
@@ -383,7 +401,14 @@ class MetaSampler(BaseSampler):
         units, ys = [], []
         best = None
         feasible_known: dict[int, bool] = {}
+        failed_units: set[int] = set()
         for i, m in measured.items():
+            if model.capacity and not m.ok:
+                # a failed deployment is not a capacity to regress on (it would drag every
+                # unit sharing its batch size or GPU down); its unit, and with an out-of-memory
+                # error every unit that needs at least as much memory, is marked failed
+                failed_units.update(model.failure_implied(model.configs[i], m))
+                continue
             s = self._score(model.configs[i], m)
             if s is not None:
                 units.append(model.unit_of[i])
@@ -398,6 +423,10 @@ class MetaSampler(BaseSampler):
         if pending:  # constant liar: pending configs told their posterior mean
             pu = np.array([model.unit_of[i] for i in pending], dtype=int)
             m, s = model.fit(np.concatenate([units_a, pu]), np.concatenate([y_a, m[pu]]))
+        if failed_units:
+            fu = np.array(sorted(failed_units), dtype=int)
+            m[fu] = math.log(CAPACITY_FLOOR_RPS)
+            s[fu] = 1e-3
         return {"measured": measured, "pending": pending, "mean": m, "sd": s, "best": best}
 
     def _score(self, config: Config, m: Measurement) -> float | None:
