@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from ._types import Measurement
 
-#: A measured throughput this close to the target load counts as serving it (Poisson noise).
+#: A load counts as served when the throughput is this close to what was offered, and what was
+#: offered this close to the target (generator rounding); without a known offered rate, when
+#: the throughput is this close to the target.
 THROUGHPUT_TOLERANCE = 0.98
 #: Error rate above which a measurement is infeasible.
 MAX_ERROR_RATE = 0.01
@@ -40,7 +42,18 @@ class Objective:
                 worst = max(worst, m.p99_ms / self.slo_p99_ms - 1.0)
         if self.target_rps is not None:
             served = m.throughput_rps or 0.0
-            worst = max(worst, 1.0 - served / (self.target_rps * THROUGHPUT_TOLERANCE))
+            if m.offered_rps is None:
+                worst = max(worst, 1.0 - served / (self.target_rps * THROUGHPUT_TOLERANCE))
+            else:
+                # The server kept up with what it was offered, and that was the target load (a
+                # generator that could not produce the load never passes).
+                offered = max(m.offered_rps, 0.0)
+                kept_up = served / offered if offered > 0 else 0.0
+                worst = max(
+                    worst,
+                    1.0 - kept_up / THROUGHPUT_TOLERANCE,
+                    1.0 - offered / (self.target_rps * THROUGHPUT_TOLERANCE),
+                )
         return max(worst, 0.0)
 
     def feasible(self, m: Measurement) -> bool:

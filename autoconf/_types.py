@@ -68,7 +68,8 @@ class Measurement:
 
     ``ok`` is False when the deployment failed (OOM, crash, timeout): such a measurement is
     infeasible, never a score. ``rps_per_cost`` is throughput per dollar-hour unless a table
-    gives it pre-normalised (the Falcon tables' ``norm.(rps/budget)``).
+    gives it pre-normalised (the Falcon tables' ``norm.(rps/budget)``). ``throughput_rps`` is
+    what was served, ``offered_rps`` what the generator offered (the objective needs both).
     """
 
     ok: bool
@@ -83,6 +84,9 @@ class Measurement:
     error: str | None = None
     normalized_rps_per_cost: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The arrival rate the load generator actually offered (requests scheduled / window);
+    #: ``None`` where unknown (tables, older measurements).
+    offered_rps: float | None = None
 
     @property
     def rps_per_cost(self) -> float | None:

@@ -2,7 +2,9 @@
 
 Locust never loads in this process (it gevent-patches whatever imports it): each generator is
 ``python -m stress._locustfile CONFIG.json``, a Poisson arrival process at its share of the rate
-(the superposition of independent Poisson processes is a Poisson process at the summed rate).
+conditioned on its count: exactly ``round(share x duration)`` arrivals at sorted uniform times
+in the measured window, so a step offers its target rate, not a Poisson draw around it (the
+superposition of such processes is again uniform times given the summed count).
 The processes start together on a common clock after a READY/GO handshake, so their slow
 imports do not eat into the measurement.
 """

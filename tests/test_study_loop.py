@@ -102,3 +102,24 @@ def test_load_too_high_is_infeasible():
     assert not objective.feasible(m)
     m.throughput_rps = 99.5
     assert objective.feasible(m) and objective.value(m) == 1.0
+
+
+def test_served_is_judged_against_what_was_offered():
+    """A generator that offered 93 % of the target (a short Poisson window) must not decide
+    feasibility by chance: served vs offered, and offered vs target, are judged separately."""
+    objective = Objective(slo_p99_ms=50, target_rps=40)
+    kept_up = Measurement(ok=True, cost_per_hour=1.0, throughput_rps=39.6, p99_ms=20)
+    kept_up.offered_rps = 40.0
+    assert objective.feasible(kept_up)
+    # the server kept up with all it was offered, but that was not the target load
+    short = Measurement(ok=True, cost_per_hour=1.0, throughput_rps=37.3, p99_ms=20)
+    short.offered_rps = 37.3
+    assert not objective.feasible(short) and objective.violation(short) > 0
+    # the generator offered more than the target and the server fell behind it
+    behind = Measurement(ok=True, cost_per_hour=1.0, throughput_rps=40.0, p99_ms=20)
+    behind.offered_rps = 45.0
+    assert not objective.feasible(behind)
+    # no offered rate (tables, older studies): throughput vs target, as before
+    legacy = Measurement(ok=True, cost_per_hour=1.0, throughput_rps=39.5, p99_ms=20)
+    assert legacy.offered_rps is None and objective.feasible(legacy)
+    assert Measurement(**legacy.to_dict()).offered_rps is None

@@ -127,6 +127,7 @@ def _measurement(r: stress.LoadResult, cost: float, wall_s: float) -> Measuremen
         ok=True,
         cost_per_hour=cost,
         throughput_rps=r.throughput_rps,
+        offered_rps=r.sent / r.duration_s if r.duration_s > 0 else None,
         p50_ms=_finite(r.p50_ms),
         p95_ms=_finite(r.p95_ms),
         p99_ms=_finite(r.p99_ms),

@@ -13,7 +13,8 @@ Two table formats are read, and any directory of them works:
 
   ``model`` | one column per dimension of the space (``batch_size``, ``gpu_type``, ...) |
   ``ok`` (1/0) | ``cost_per_hour`` | ``throughput_rps`` | ``capacity_rps`` | ``p50_ms`` |
-  ``p95_ms`` | ``p99_ms`` | ``error_rate`` | ``error`` | ``slo_p99_ms`` | ``target_rps``
+  ``p95_ms`` | ``p99_ms`` | ``error_rate`` | ``error`` | ``offered_rps`` (optional) |
+  ``slo_p99_ms`` | ``target_rps``
 
   Empty cells are missing values. ``slo_p99_ms``/``target_rps`` state the model's objective
   (the same on each of its rows; both empty = maximise rps per dollar). An optional
@@ -51,6 +52,7 @@ MEASUREMENT_COLUMNS = (
     "p99_ms",
     "error_rate",
     "error",
+    "offered_rps",
 )
 OBJECTIVE_COLUMNS = ("slo_p99_ms", "target_rps")
 
@@ -125,6 +127,7 @@ def _autoconf_tables(
                         p99_ms=_optional_float(row.get("p99_ms")),
                         error_rate=_optional_float(row.get("error_rate")) or 0.0,
                         error=(row.get("error") or None),
+                        offered_rps=_optional_float(row.get("offered_rps")),
                     )
                     objective = Objective(
                         slo_p99_ms=_optional_float(row.get("slo_p99_ms")),

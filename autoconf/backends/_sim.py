@@ -27,14 +27,20 @@ Assumptions
    oldest has waited ``max_queue_delay_ms`` (1 ms when the space has no such knob), on the first
    free instance.
 5. **Arrivals**: Poisson at the target rate, split evenly over ``replicas`` by a random load
-   balancer (each replica sees Poisson at rate/replicas). 2,000 requests per replica are
-   simulated, the first 10 % discarded as warm-up; the arrival stream is common to every config
-   of a model and seed (common random numbers), so comparisons between configs are not noise.
+   balancer (each replica sees Poisson at rate/replicas), conditioned on the count: 2,000
+   requests per replica at sorted uniform times over 2,000 / rate seconds, so the offered rate
+   (``offered_rps``) is exactly the target; the first 10 % are discarded as warm-up. The served
+   rate (``throughput_rps``) is the long-run one: the offered rate up to the replica's
+   saturation rate (instances x batch / service time of a full batch; a queue is stable below
+   it). Counting completions in a 2,000-request window instead would add +-2 % of edge noise at
+   high rates, which decided whether a config "served" a target load. The arrival stream is
+   common to every config of a model and seed (common random numbers), so comparisons between
+   configs are not noise.
 6. **Out of memory** when ``k * (params_fp16 + batch_size * act + 0.5 GB runtime)`` exceeds the
    GPU memory (``gpu_mem_gb`` where the space sets it): a failed measurement.
 7. **Measurement noise**: latencies x lognormal(sigma 3 %) drawn from a hash of (model, config,
    seed), so a (model, config, seed) always gives the same answer. Throughput is the served rate
-   of the simulation, without added noise.
+   of assumption 5, without added noise.
 8. **Capacity** (``capacity_rps``) = replicas x the highest per-replica rate whose p99 meets the
    SLO (bisection, 8 steps): load balancing makes capacity linear in replicas by construction.
 9. **Cost** = the space's price of the config (GPU hours, by share where set, plus cores).
@@ -66,7 +72,7 @@ from .._types import Config, Load, Measurement
 from ..samplers import ModelTable
 from ._base import Backend
 
-SIM_VERSION = "2"
+SIM_VERSION = "3"  # 3: arrivals conditioned on their count, offered_rps
 MFU = 0.25
 BANDWIDTH_EFFICIENCY = 0.7
 BASE_OVERHEAD_S = 1e-3
@@ -225,10 +231,10 @@ def _service_s(model: SimModel, a: _Arrays, n: np.ndarray) -> np.ndarray:
 
 def _simulate(
     model: SimModel, a: _Arrays, rate_per_replica: np.ndarray, unit_arrivals: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray:
     """Dynamic batching of Poisson arrivals, vectorised over configs (assumptions 4 and 5).
 
-    Returns (latencies [configs, requests] in seconds, served rate per replica).
+    Returns the latencies [configs, requests] in seconds.
     """
     c_count, n_req = len(a.batch), len(unit_arrivals)
     rate = np.maximum(rate_per_replica, 1e-9)
@@ -328,10 +334,8 @@ def _simulate_one(
     return start_done
 
 
-def _finish(
-    start_done: np.ndarray, unit_arrivals: np.ndarray, rate: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Latencies and served rates from the batch completion times at each batch's first request."""
+def _finish(start_done: np.ndarray, unit_arrivals: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    """Latencies from the batch completion times at each batch's first request."""
     c_count, n_req = start_done.shape
     rows = np.arange(c_count)
     # each request completes with the batch that started at the last batch start before it
@@ -340,18 +344,16 @@ def _finish(
     np.maximum.accumulate(idx, axis=1, out=idx)
     done_req = start_done[rows[:, None], idx]
     arrivals = unit_arrivals[None, :] / rate[:, None]
-    latency = done_req - arrivals
-    # served = offered x (arrival span / completion span): the Poisson draw of the stream's
-    # length cancels, an overloaded replica (completions lagging arrivals) serves less
-    arrival_span = arrivals[:, -1] - arrivals[:, 0]
-    span = np.maximum(done_req.max(axis=1) - arrivals[:, 0], 1e-12)
-    served = rate * np.minimum(arrival_span / span, 1.0)
-    return latency, served
+    return done_req - arrivals
 
 
 def _unit_arrivals(model: SimModel, seed: int, n: int = REQUESTS) -> np.ndarray:
+    """``n`` Poisson arrivals at rate 1 conditioned on their count: sorted uniform times over
+    ``[0, n)``, so a stream scaled to rate ``r`` offers exactly ``r`` over its window ``n / r``
+    (a free-running exponential clock offers ``r`` +- 2 % by chance, which decided whether a
+    config "served" a target load)."""
     rng = np.random.default_rng(_seed_of("arrivals", model.key(), seed))
-    return np.cumsum(rng.exponential(1.0, n))
+    return np.sort(rng.uniform(0.0, float(n), n))
 
 
 def _percentiles(latency: np.ndarray) -> np.ndarray:
@@ -372,7 +374,7 @@ def _capacity_per_replica(
     hi = saturation.copy()
     for _ in range(steps):
         mid = (lo + hi) / 2
-        latency, _ = _simulate(model, a, mid, arrivals)
+        latency = _simulate(model, a, mid, arrivals)
         ok = _percentiles(latency)[:, 2] <= slo_ms
         lo = np.where(ok, mid, lo)
         hi = np.where(ok, hi, mid)
@@ -418,7 +420,9 @@ def simulate_configs(
             rate = load.target_rps / sub.replicas
         else:
             rate = np.maximum(cap / sub.replicas, 1e-3)
-        latency, served = _simulate(model, sub, rate, _unit_arrivals(model, seed))
+        latency = _simulate(model, sub, rate, _unit_arrivals(model, seed))
+        # served: the offered rate up to the replica's saturation rate (assumption 5)
+        served = np.minimum(rate, sub.instances * sub.batch / _service_s(model, sub, sub.batch))
         pct = _percentiles(latency)
         for j, i in enumerate(live):
             noise = _noise(model, configs[i], seed)
@@ -427,6 +431,7 @@ def simulate_configs(
                 ok=True,
                 cost_per_hour=float(a.cost[i]),
                 throughput_rps=float(served[j] * sub.replicas[j]),
+                offered_rps=float(rate[j] * sub.replicas[j]),
                 p50_ms=p50,
                 p95_ms=p95,
                 p99_ms=p99,
