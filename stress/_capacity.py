@@ -1,11 +1,21 @@
 """Capacity search: the highest arrival rate whose p99 meets the SLO, in a handful of steps.
 
-Generic over :class:`Deployment` (any backend's ``open_loop``). A ramp multiplies the rate
-while steps pass (by 4 while p99 is under half the SLO, else by 2, and by 2 from a given
-start estimate); the first failing step bounds the capacity from above, tightened to the
-throughput it achieved when it ran its full length (an overloaded server serves its maximum
-rate, and the SLO capacity lies below it); bisection then
-narrows [pass, fail] (geometric midpoints while it spans more than 2x). Each step aborts
+Generic over :class:`Deployment` (any backend's ``open_loop``). A ramp doubling the rate
+narrows the capacity only to a factor of 2 in five steps, so every step's measurement places
+the next probe:
+
+- a step that fails because the server is **saturated** (it served clearly less than it was
+  offered) still measured the server's maximum rate ``mu``: the SLO capacity lies below it;
+- a step that was served (passing, or failing on p99 alone) gives a point ``(rate, p99)`` of
+  the latency curve, whose headroom to the SLO says how far the capacity is.
+
+The curve is modelled locally as a single queue, ``p99(r) = b / (1 - r / mu)`` (``1 / p99``
+linear in the rate), fitted to the points that matter most: the two bracketing the SLO, else
+``mu`` and the point nearest the SLO, else the two highest-rate points. The next probe goes
+just below the predicted SLO rate, always inside the bracket ``(highest pass, lowest fail)``;
+without a prediction the ramp multiplies the rate (by 8 while p99 is under a quarter of the
+SLO or into the last step but one, else by 4, and by 2 from a given start estimate) and the
+bracket is bisected. Each step aborts
 early once its p99 is certainly over the SLO, so failing steps are cheap. The answer is the
 highest *measured* passing rate; :func:`upper_bound` gives the lowest failing rate above it.
 """
@@ -25,6 +35,19 @@ SERVED_SHARE = 0.95
 MIN_SAMPLES = 200
 #: Stop bisecting once the bracket is this narrow (relative to its upper end).
 RESOLUTION = 0.05
+#: A saturated step cut short still measures the server's rate if it completed this many.
+MIN_SATURATED_COMPLETIONS = 50
+#: Probes aim this far below the predicted SLO rate, so that they pass and raise the answer
+#: (the last step further: a failing last probe adds nothing to the answer).
+AIM_BELOW = 0.98
+AIM_BELOW_LAST = 0.95
+#: Two passing steps predict the SLO rate only when p99 clearly rose between them (noise).
+MIN_P99_RISE = 1.2
+#: Without an estimate, the ramp multiplies the rate by 8 while p99 is under this share of the
+#: SLO, else by 4 (by 2 from a given start estimate).
+FAST_RAMP_P99_SHARE = 0.25
+#: A model-guided ramp jumps at most this factor in one step.
+MAX_JUMP = 16.0
 
 
 def step_passes(result: LoadResult, slo_p99_ms: float, max_error_rate: float = 0.01) -> bool:
@@ -39,9 +62,26 @@ def step_passes(result: LoadResult, slo_p99_ms: float, max_error_rate: float = 0
 
 
 def _offered_rps(result: LoadResult) -> float:
-    """The rate the Poisson process actually offered in the window (else the nominal rate):
-    a short step offers fewer or more than nominal by chance, which is no fault of the server."""
+    """The rate the Poisson process actually offered in the window (else the nominal rate)."""
     return float(result.extra.get("offered_rps") or result.target_rps)
+
+
+def saturated_rps(result: LoadResult) -> float | None:
+    """The server's maximum rate measured by a step it could not keep up with, else ``None``.
+
+    An overloaded server serves its maximum rate; that is only a measurement of the server when
+    the generator was not the bottleneck, and, for a step cut short, when it completed enough.
+    """
+    if result.generator_saturated or result.throughput_rps <= 0:
+        return None
+    if result.throughput_rps >= SERVED_SHARE * _offered_rps(result):
+        return None  # it kept up: not saturated
+    if (
+        result.aborted_early
+        and result.throughput_rps * result.duration_s < MIN_SATURATED_COMPLETIONS
+    ):
+        return None
+    return float(result.throughput_rps)
 
 
 def upper_bound(result: CapacityResult) -> float | None:
@@ -53,6 +93,41 @@ def upper_bound(result: CapacityResult) -> float | None:
         if not s.extra.get("passed") and s.target_rps > result.capacity_rps
     ]
     return min(fails) if fails else None
+
+
+def _predict(
+    points: list[tuple[float, float, bool]], mu: float | None, slo_p99_ms: float
+) -> float | None:
+    """The rate where the local queue model ``1/p99 = (1 - r/mu) / b`` meets the SLO.
+
+    ``points`` are ``(rate, p99_ms, passed)`` of steps the server kept up with.
+    """
+    inv_slo = 1.0 / slo_p99_ms
+    passes = [p for p in points if p[2]]
+    fails = [p for p in points if not p[2] and p[1] > slo_p99_ms]
+    pair = None
+    if passes and fails:
+        below = max(passes, key=lambda p: p[0])
+        above = min(fails, key=lambda p: p[0])
+        if above[0] > below[0]:
+            pair = (below, above)
+    if pair is None and mu is not None:
+        usable = [p for p in points if p[0] < mu]
+        if usable:
+            r, p99, _ = min(usable, key=lambda p: abs(math.log(p[1] / slo_p99_ms)))
+            b = p99 * (1.0 - r / mu)
+            return mu * (1.0 - b / slo_p99_ms) if b < slo_p99_ms else None
+    if pair is None and len(passes) >= 2:
+        top = sorted(passes, key=lambda p: p[0])[-2:]
+        if top[1][0] > top[0][0] and top[1][1] >= MIN_P99_RISE * top[0][1]:
+            pair = (top[0], top[1])
+    if pair is None:
+        return None
+    (r1, p1, _), (r2, p2, _) = pair
+    slope = (1.0 / p1 - 1.0 / p2) / (r2 - r1)  # B in 1/p99 = A - B r
+    if slope <= 0:
+        return None  # latency not rising: no information on where it crosses the SLO
+    return r2 + (1.0 / p2 - inv_slo) / slope
 
 
 def capacity_search(
@@ -76,33 +151,65 @@ def capacity_search(
     if rate <= 0:
         raise StressError("start_rps must be positive")
     lo, hi = 0.0, None
+    mu: float | None = None
     best: LoadResult | None = None
     steps: list[LoadResult] = []
-    for _ in range(max_steps):
+    points: list[tuple[float, float, bool]] = []
+    for i in range(max_steps):
         step_s = max(duration_s, min(MIN_SAMPLES / rate, 3.0 * duration_s))
         res = deployment.open_loop(rate, step_s, warmup_s, abort_p99_ms=slo_p99_ms)
         steps.append(res)
         passed = step_passes(res, slo_p99_ms, max_error_rate)
         res.extra["passed"] = passed
+        saturated = None if passed else saturated_rps(res)
         if passed:
             lo, best = rate, res
         else:
             upper = rate
-            # An overloaded step serves the server's maximum rate: a bound, unless the generator
-            # was the bottleneck or the step was cut short (its window is then too short).
-            if not res.generator_saturated and not res.aborted_early and res.throughput_rps > 0:
-                upper = min(rate, res.throughput_rps * 1.02)
+            if saturated is not None:
+                # The SLO capacity lies below the server's maximum rate (2 % for noise).
+                mu = saturated
+                upper = min(rate, saturated * 1.02)
             hi = max(lo * (1 + RESOLUTION), upper) if hi is None else min(hi, max(upper, lo))
+        if saturated is None and math.isfinite(res.p99_ms) and res.p99_ms > 0:
+            points.append((rate, float(res.p99_ms), passed))
+        if i == max_steps - 1:
+            break
+        guess = _predict(points, mu, slo_p99_ms)
+        aim = AIM_BELOW_LAST if i == max_steps - 2 else AIM_BELOW
         if hi is None:
-            # A given estimate is trusted to be near: ramp gently from it.
-            fast = start_rps is None and res.p99_ms < 0.5 * slo_p99_ms
-            rate *= 4.0 if fast else 2.0
+            # Ramp fast while the latency headroom is wide (or when the next step is the last
+            # but one: a failure there still leaves a step to place the answer), gently from a
+            # given estimate.
+            if start_rps is not None:
+                ramp = 2.0
+            elif res.p99_ms < FAST_RAMP_P99_SHARE * slo_p99_ms or i + 1 == max_steps - 2:
+                ramp = 8.0
+            else:
+                ramp = 4.0
+            if guess is not None and guess > rate * 1.05:
+                rate = min(guess * aim, rate * MAX_JUMP)
+                rate = max(rate, lo * (1 + RESOLUTION / 2))
+            else:
+                rate *= ramp
         elif lo == 0.0:
-            rate = hi / 4.0
+            # Nothing passed yet: just below the saturation rate (or the prediction), else far.
+            if guess is not None and 0 < guess < hi:
+                rate = guess * aim
+            elif mu is not None:
+                rate = min(0.8 * mu, hi / 1.25)
+            else:
+                rate = hi / 4.0
         else:
             if (hi - lo) <= RESOLUTION * hi:
                 break
-            # Geometric midpoint while the bracket spans more than 2x (a ramp overshoot),
-            # arithmetic once it is narrow.
-            rate = math.sqrt(lo * hi) if hi > 2.0 * lo else (lo + hi) / 2.0
+            if guess is not None and guess < hi:
+                rate = guess * aim
+                if rate < lo * (1 + RESOLUTION / 2):
+                    # The answer is already at (or past) the prediction: test just above it.
+                    rate = min(lo * (1 + RESOLUTION), (lo + hi) / 2.0)
+            else:
+                # Geometric midpoint while the bracket spans more than 2x (a ramp overshoot),
+                # arithmetic once it is narrow.
+                rate = math.sqrt(lo * hi) if hi > 2.0 * lo else (lo + hi) / 2.0
     return CapacityResult(capacity_rps=lo, slo_p99_ms=slo_p99_ms, steps=steps, at_capacity=best)
