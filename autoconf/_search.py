@@ -26,7 +26,7 @@ from ._objective import Objective
 from ._plan import PLAN_FORMAT, sha256_of, write_plan
 from ._progress import SearchProgress
 from ._report import ReportContext, TrialRecord, trial_records, write_report, write_trials_csv
-from ._space import DEFAULT_SPACE, SPACES_DIR, SearchSpace, load_space
+from ._space import SPACES_DIR, SearchSpace, load_space, space_path
 from ._study import fail_stale_trials, measured_configs, run_trials_parallel, violation_of
 from ._types import Config, Load, Measurement
 
@@ -86,32 +86,6 @@ class SearchResult:
         from ._report import closest
 
         return closest(self.records, n)
-
-
-def parse_duration_ms(text: str) -> float:
-    """``"50ms"``, ``"50"`` (ms), ``"0.05s"`` -> milliseconds."""
-    t = str(text).strip().lower()
-    try:
-        if t.endswith("ms"):
-            value = float(t[:-2])
-        elif t.endswith("s"):
-            value = float(t[:-1]) * 1000.0
-        else:
-            value = float(t)
-    except ValueError:
-        raise UserError(f"--slo-p99: cannot read {text!r} as a latency (e.g. 50ms, 0.2s)") from None
-    if not value > 0:
-        raise UserError(f"--slo-p99: must be > 0, got {text!r}")
-    return value
-
-
-def space_file(ref: str | None) -> Path:
-    """The file :func:`load_space` reads for ``ref`` (for provenance)."""
-    r = str(ref or DEFAULT_SPACE)
-    p = Path(r)
-    if not p.suffix and not p.exists():
-        p = SPACES_DIR / f"{r}.yaml"
-    return p
 
 
 def _sampler_name(requested: str | None) -> str | None:
@@ -540,7 +514,7 @@ def _plan_dict(
     rejected: set[str],
     validate_s: float,
 ) -> dict[str, Any]:
-    sfile = space_file(opts.space)
+    sfile = space_path(opts.space)
     runners = [r for r in _ranked(records, objective, set()) if r.config != chosen.config]
     kops_profile = None
     with contextlib.suppress(Exception):
@@ -653,4 +627,4 @@ def _write_outputs_partial(
     write_report(out / "report.html", records, ctx)
 
 
-__all__ = ["SearchOptions", "SearchResult", "parse_duration_ms", "run_search"]
+__all__ = ["SearchOptions", "SearchResult", "run_search"]

@@ -157,12 +157,19 @@ class SearchSpace(BaseModel):
         return per_replica * config.replicas
 
 
-def load_space(path_or_name: str | Path | None = None) -> SearchSpace:
-    """Read and validate a space file; a bare name means ``search_spaces/<name>.yaml``."""
+def space_path(path_or_name: str | Path | None = None) -> Path:
+    """The file a space reference names: a path, or a bare name of a shipped space."""
     ref = str(path_or_name or DEFAULT_SPACE)
     path = Path(ref)
     if not path.suffix and not path.exists():
         path = SPACES_DIR / f"{ref}.yaml"
+    return path
+
+
+def load_space(path_or_name: str | Path | None = None) -> SearchSpace:
+    """Read and validate a space file; a bare name means ``search_spaces/<name>.yaml``."""
+    ref = str(path_or_name or DEFAULT_SPACE)
+    path = space_path(ref)
     if not path.is_file():
         shipped = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
         raise UserError(f"search space {ref!r} not found (shipped: {shipped})")

@@ -13,6 +13,7 @@ from search_doubles import FakeProfile, QueueDouble
 
 import autoconf._search as search
 from autoconf import cli
+from autoconf._commands._args import parse_latency_ms
 from autoconf._plan import read_plan
 from autoconf._report import trial_records
 from autoconf._study import measured_configs
@@ -259,7 +260,7 @@ def test_bad_slo_is_one_line(env, capsys):
     assert capsys.readouterr().err.strip() == (
         "autoconf: error: --slo-p99: cannot read 'fast' as a latency (e.g. 50ms, 0.2s)"
     )
-    assert search.parse_duration_ms("0.2s") == 200 and search.parse_duration_ms("50") == 50
+    assert parse_latency_ms("0.2s") == 200 and parse_latency_ms("50") == 50
 
 
 def test_resume_fails_trials_left_running_by_a_killed_process(env):

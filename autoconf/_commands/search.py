@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .._errors import UserError
+from ._args import parse_duration_s, parse_latency_ms, parse_options
 
 #: ``--example`` defaults: a tiny model, a loose SLO and a short budget that finish in a few
 #: minutes on a laptop with the local backend. Without ``--qps`` the example looks for the most
@@ -89,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default ~/.autoconf/knowledge.db; 'none' to disable)",
     )
     p.add_argument(
-        "--duration", type=float, metavar="S", help="seconds of load per stress test (default 10)"
+        "--duration", metavar="TIME", help="load per stress test, e.g. 10s (default 10s)"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -106,20 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _backend_options(pairs: list[str]) -> dict[str, object]:
-    import yaml
-
-    opts: dict[str, object] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UserError(f"--backend-option: expected KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        opts[key.strip()] = yaml.safe_load(value)
-    return opts
-
-
 def run(args: argparse.Namespace) -> int:
-    from .._search import SearchOptions, parse_duration_ms, run_search
+    from .._search import SearchOptions, run_search
 
     if args.example:
         if args.model:
@@ -134,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
         slo = args.slo_p99 or EXAMPLE_SLO
         qps = args.qps
         budget = args.budget if args.budget is not None else EXAMPLE_BUDGET
-        duration = args.duration or EXAMPLE_DURATION_S
+        duration = (
+            parse_duration_s(args.duration, "--duration") if args.duration else EXAMPLE_DURATION_S
+        )
     else:
         if not args.model:
             raise UserError("give a MODEL.onnx (or --example)")
@@ -144,18 +135,16 @@ def run(args: argparse.Namespace) -> int:
         model = Path(args.model)
         slo, qps = args.slo_p99, args.qps
         budget = args.budget if args.budget is not None else 20
-        duration = args.duration or 10.0
+        duration = parse_duration_s(args.duration, "--duration") if args.duration else 10.0
     if qps is not None and not qps > 0:
         raise UserError("--qps: must be > 0")
-    if not duration > 0:
-        raise UserError("--duration: must be > 0")
     opts = SearchOptions(
         model_path=model,
-        slo_p99_ms=parse_duration_ms(slo),
+        slo_p99_ms=parse_latency_ms(slo),
         target_rps=qps,
         space=args.space,
         backend=args.backend,
-        backend_options=_backend_options(args.backend_option),
+        backend_options=parse_options(args.backend_option, "--backend-option"),
         budget=budget,
         parallel=args.parallel,
         storage=args.storage,

@@ -14,24 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import UserError
+from ._args import parse_duration_s, parse_latency_ms, parse_options
 
-_UNITS_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _INT_FIELDS = {"batch_size", "replicas", "instances_per_gpu", "memory_mb"}
 _FLOAT_FIELDS = {"cpu_cores", "max_queue_delay_ms"}
 _STR_FIELDS = {"gpu_type"}
-
-
-def parse_duration_s(
-    text: str, option: str, default_unit: str = "s", allow_zero: bool = False
-) -> float:
-    """``"10s"``, ``"500ms"``, ``"2m"`` or a bare number in ``default_unit`` -> seconds (> 0)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|min|m|h)?\s*", str(text))
-    if not m:
-        raise UserError(f"{option}: cannot read {text!r} as a duration (e.g. 10s, 500ms, 2m)")
-    value = float(m.group(1)) * _UNITS_S[m.group(2) or default_unit]
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise UserError(f"{option}: must be > 0, got {text!r}")
-    return value
 
 
 def parse_config(text: str) -> dict[str, Any]:
@@ -93,19 +80,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _options(pairs: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--option: expected KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
 def _load_dict(r: Any) -> dict[str, Any]:
     return {
         "target_rps": r.target_rps,
@@ -150,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--capacity and --rate exclude each other")
         if not args.slo_p99:
             raise UserError("--capacity needs --slo-p99, e.g. --slo-p99 50ms")
-        slo_ms = parse_duration_s(args.slo_p99, "--slo-p99", default_unit="ms") * 1000.0
+        slo_ms = parse_latency_ms(args.slo_p99)
         if args.max_steps < 1:
             raise UserError("--max-steps must be >= 1")
     elif args.rate is None:
@@ -166,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         model_name=re.sub(r"[^A-Za-z0-9_.-]", "_", model.stem) or "model",
         **fields,
     )
-    options = _options(args.option)
+    options = parse_options(args.option, "--option")
     if args.backend == "local":
         options.setdefault("ready_timeout_s", ready_s)
     deployer = stress.get_deployer(args.backend, **options)

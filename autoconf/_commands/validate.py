@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._errors import UserError
+from ._args import parse_duration_s, parse_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="passed to the backend (repeatable)",
     )
     p.add_argument(
-        "--duration", type=float, metavar="S", help="seconds of load (default: the plan's)"
+        "--duration", metavar="TIME", help="load duration, e.g. 10s (default: the plan's)"
     )
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML result")
     p.set_defaults(func=run)
@@ -33,15 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .._validate import validate_plan, write_junit
-    from .search import _backend_options
 
-    if args.duration is not None and not args.duration > 0:
-        raise UserError("--duration: must be > 0")
     result = validate_plan(
         args.plan,
         backend=args.backend,
-        backend_options=_backend_options(args.backend_option),
-        duration_s=args.duration,
+        backend_options=parse_options(args.backend_option, "--backend-option"),
+        duration_s=parse_duration_s(args.duration, "--duration") if args.duration else None,
     )
     m = result.measurement
     plan = result.plan
