@@ -63,4 +63,25 @@ def make_sampler(name: str, context: SamplerContext) -> optuna.samplers.BaseSamp
     return getattr(importlib.import_module(module), factory or "make")(context)
 
 
-__all__ = ["SAMPLERS", "ModelTable", "SamplerContext", "make_sampler"]
+def should_stop(study: optuna.Study, objective: Objective | None = None) -> bool:
+    """The ``meta`` sampler's stopping rule (False for a study run by any other sampler)."""
+    from ._meta import should_stop as rule
+
+    return rule(study, objective)
+
+
+def confidence_within_5pct(study: optuna.Study, objective: Objective | None = None) -> float:
+    """P(the incumbent is within 5% of the optimum) under the ``meta`` posterior (else 0.0)."""
+    from ._meta import confidence_within_5pct as conf
+
+    return conf(study, objective)
+
+
+__all__ = [
+    "SAMPLERS",
+    "ModelTable",
+    "SamplerContext",
+    "confidence_within_5pct",
+    "make_sampler",
+    "should_stop",
+]
