@@ -183,5 +183,6 @@ def load_space(path_or_name: str | Path | None = None) -> SearchSpace:
         return SearchSpace.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise UserError(f"{path}: {where}: {err['msg']}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        where = ".".join(str(p) for p in err["loc"])
+        raise UserError(f"{path}: {where}: {msg}" if where else f"{path}: {msg}") from None

@@ -33,3 +33,33 @@ def test_wrong_price_names_the_field(tmp_path):
     bad.write_text(text.replace("price_per_hour: 0.35", "price_per_hour: -1"))
     with pytest.raises(UserError, match=r"gpus\.T4\.price_per_hour"):
         load_space(bad)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("gpu_type: [cpu]", "gpu_type: [cpu, Z100]"),
+            r": dimensions\.gpu_type: unknown GPU type 'Z100'",
+        ),
+        (("  replicas: [1, 2]\n", ""), r": dimensions: missing dimension 'replicas'"),
+        (
+            ("  replicas: [1, 2]\n", "  replicas: [1, 2]\n  shards: [1]\n"),
+            r"unknown dimension 'shards'",
+        ),
+        (
+            ("batch_size: [1, 2, 4, 8, 16]", "batch_size: []"),
+            r"dimension 'batch_size' has no values",
+        ),
+        (("name: cpu-local", "name: cpu-local\ncolour: red"), r": colour: Extra inputs"),
+        (("gpu_type: [cpu]", "gpu_type: [cpu"), r"not valid YAML"),
+    ],
+)
+def test_bad_space_files_are_one_line_naming_the_field(tmp_path, edit, message):
+    text = (load_space.__globals__["SPACES_DIR"] / "cpu-local.yaml").read_text()
+    assert edit[0] in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(edit[0], edit[1]))
+    with pytest.raises(UserError, match=message) as info:
+        load_space(bad)
+    assert "\n" not in str(info.value) and "Value error" not in str(info.value)
