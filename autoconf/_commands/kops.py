@@ -63,6 +63,8 @@ def _print_table(prof: kops.ModelProfile) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # piped or redirected: don't squeeze the table into 80 columns
+        console.width = 120
     dims = ", ".join(
         f"{k}={v}" + (" (default)" if k in prof.default_dims else "") for k, v in prof.dims.items()
     )
