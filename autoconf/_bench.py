@@ -212,6 +212,7 @@ def summarize(records: list[BenchRecord]) -> str:
         found = sum(r.evals_to_optimum is not None for r in rs)
         row.append(f"{found / len(rs):.0%}")
         lines.append("| " + " | ".join(row) + " |")
+    lines += _ratios(records, samplers, budget)
     lines += [
         "",
         "Per model: the optimum, and the median evaluations to it per sampler.",
@@ -234,6 +235,44 @@ def summarize(records: list[BenchRecord]) -> str:
             )
         lines.append(f"| {model} | {what} | {rs[0].optimum:.4g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _ratios(records: list[BenchRecord], samplers: list[str], budget: int) -> list[str]:
+    """Side by side against the first sampler named: how many times more evaluations each other
+    sampler needed (median to within 5 % and to the optimum; ``>=`` where its median was not
+    reached within the budget, counted as the budget)."""
+    if len(samplers) < 2:
+        return []
+
+    def median(s: str, key: str) -> float:
+        return _median(
+            sorted(
+                math.inf if getattr(r, key) is None else getattr(r, key)
+                for r in records
+                if r.sampler == s
+            )
+        )
+
+    ref = samplers[0]
+    lines = [
+        "",
+        f"Side by side: median evaluations of each sampler / those of `{ref}` (higher = `{ref}` "
+        "needed fewer).",
+        "",
+        "| sampler | to within 5% | to optimum |",
+        "|---|---|---|",
+    ]
+    for s in samplers[1:]:
+        cells = []
+        for key in ("evals_to_within_5pct", "evals_to_optimum"):
+            mine, theirs = median(ref, key), median(s, key)
+            if math.isinf(mine):
+                cells.append("-")
+            else:
+                ratio = min(theirs, budget) / mine
+                cells.append(f"{'>=' if math.isinf(theirs) else ''}{ratio:.1f}x")
+        lines.append(f"| `{s}` | " + " | ".join(cells) + " |")
+    return lines
 
 
 def regret_curves(records: list[BenchRecord]) -> dict[str, list[float]]:
