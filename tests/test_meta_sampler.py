@@ -142,6 +142,38 @@ def test_target_load_derives_replicas_from_capacity():
     assert evals_to_optimum(target, log) is not None
 
 
+def test_capacity_level_calibrates_from_the_first_measurements():
+    """A target whose capacity is 3x what every training model had: the shared model level
+    (a random effect in log capacity) moves every unmeasured config's prediction toward the
+    truth after two measurements, instead of only the measured units."""
+    sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
+    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
+    rng = np.random.default_rng(0)
+    history = [
+        capacity_table(
+            f"h{k}",
+            sp,
+            {g: r * float(np.exp(0.3 * rng.standard_normal())) for g, r in rates.items()},
+            100.0,
+        )
+        for k in range(6)
+    ]
+    target = capacity_table("t", sp, {g: 3.0 * r for g, r in rates.items()}, 300.0)
+    study, log = search(target, history, 2)
+    assert len(log.evaluations) == 2
+    sampler = study.sampler
+    model = sampler.model
+    truth = np.array(
+        [math.log(target.results[c].capacity_rps / c.replicas) for c in model.unit_configs]
+    )
+    measured = {model.unit_of[model.index[e.config]] for e in log.evaluations}
+    rest = np.array([u for u in range(len(truth)) if u not in measured])
+    before = np.median(np.abs(model.mu[rest] - truth[rest]))
+    after = np.median(np.abs(sampler.state(study)["mean"][rest] - truth[rest]))
+    assert before > 0.8  # the prior is off by about log(3) = 1.1
+    assert after < 0.5 * before, (before, after)
+
+
 def test_batch_suggestions_avoid_running_trials():
     sp = space()
     history = [value_table(f"h{k}", sp, 0.02, 10 + k) for k in range(4)]

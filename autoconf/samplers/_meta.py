@@ -59,6 +59,18 @@ MAIN_EFFECT_VARIANCE = 1.0
 FEASIBLE_ENOUGH = 0.5
 #: Prior variance (times 1/K) of each training model's weight in the target's deviation.
 MODEL_WEIGHT_VARIANCE = 1.0
+#: Ridge penalty of the main effects fitted to each training model when estimating the per-unit
+#: residual variance.
+RESIDUAL_RIDGE = 1.0
+#: Candidate factors on the model level's prior variance (chosen by the target's evidence).
+LEVEL_INFLATIONS = (1.0, 4.0, 16.0, 64.0)
+#: The stopping rule's tolerance: the incumbent within this fraction of the optimum.
+STOP_WITHIN = 0.05
+#: Pseudo-search depth per training model when calibrating the stopping rule.
+STOP_STATE_DEPTH = 100
+#: The stopping rule's confidence is the within-5% rate of this many training states with the
+#: nearest predicted gap (at least; 5% of the states when there are more).
+STOP_NEIGHBOURS = 50
 #: Grid points of the probability-of-maximum integral.
 GRID_POINTS = 256
 #: At most this many candidates enter the probability-of-maximum integral (by upper bound).
@@ -94,6 +106,8 @@ class _Surrogate:
         self.configs = space.configs()
         self.index = {c: i for i, c in enumerate(self.configs)}
         self.capacity = objective.target_rps is not None
+        #: (gap, within 5%) of pseudo-search states on the training models (stopping rule)
+        self.stop_states: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         dims = space.dimension_names
         per_base = self.capacity and "replicas" in dims and len(space.values("replicas")) > 1
         self.unit_dims = [d for d in dims if not (per_base and d == "replicas")]
@@ -139,12 +153,17 @@ class _Surrogate:
             # leave-one-out residual after each model's own level and slope, binned by prior
             # level (heteroscedastic noise): what the surrogate cannot explain
             if K >= 3:
+                # the per-unit residual is what is left after everything the surrogate fits to a
+                # target (level, slope, main effects): counting the main effects in it too would
+                # let one measurement move the unit itself instead of the shared level
+                Hm = _onehots(self.space, self.unit_dims, self.unit_configs)
                 loo = np.empty_like(S)
                 slopes = np.empty(K)
                 for k in range(K):
                     rest = (S.sum(0) - S[k]) / (K - 1)
-                    X = np.stack([np.ones(U), rest], 1)
-                    coef = np.linalg.lstsq(X, S[k], rcond=None)[0]
+                    X = np.hstack([np.ones((U, 1)), rest[:, None], Hm])
+                    G = X.T @ X + RESIDUAL_RIDGE * np.diag([0.0, 0.0] + [1.0] * Hm.shape[1])
+                    coef = np.linalg.solve(G, X.T @ S[k])
                     loo[k] = S[k] - X @ coef
                     slopes[k] = coef[1]
                 noise, self.tail = _binned_variance(mu, loo, robust=self.capacity)
@@ -152,6 +171,10 @@ class _Surrogate:
             else:
                 noise = np.full(U, max(float(D.var()), 1e-6) + 1e-6)
             self.n_models = K
+            if K >= 3 and not self.capacity:
+                self.stop_states = _stop_states(
+                    S, 1.0 if objective_sign(self.objective) > 0 else -1.0
+                )
             if K < 3:
                 self.slope_var = 0.25
         else:
@@ -163,14 +186,7 @@ class _Surrogate:
             self.n_models = 0
         self.mu = mu
         # one-hot main effects of every unit dimension with more than one value
-        onehots = []
-        for d in self.unit_dims:
-            vals = self.space.values(d)
-            if len(vals) < 2:
-                continue
-            col = np.array([vals.index(getattr(c, d)) for c in self.unit_configs])
-            onehots.append(np.eye(len(vals))[col])
-        H = np.hstack(onehots) if onehots else np.zeros((U, 0))
+        H = _onehots(self.space, self.unit_dims, self.unit_configs)
         self.H = H
         # prior variance of a main effect: how large they are in the training deviations
         self.effect_var = None
@@ -240,6 +256,9 @@ class _Surrogate:
             return m, np.sqrt(v)
         P = Phi[units]
         r = y - base[units]
+        if has_prior:
+            var = var.copy()
+            var[0] *= _level_inflation(P, r, var, noise[units])
         # the residual e(u) is a property of the unit, not observation noise: a measured unit
         # is known up to MEASUREMENT_NOISE (its other replica counts follow from it), and
         # the residual scale is calibrated on the target's own observations
@@ -264,6 +283,79 @@ class _Surrogate:
         m[seen] = sums[seen] / counts[seen]
         v[seen] = MEASUREMENT_NOISE**2 * np.mean(noise)
         return m, np.sqrt(v)
+
+
+def objective_sign(objective: Objective) -> float:
+    return 1.0 if objective.direction == "maximize" else -1.0
+
+
+def _stop_states(S: np.ndarray, sign: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """States of pseudo-searches on the training models, for calibrating the stopping rule.
+
+    Each training model in turn is the target: its configs are measured in the order of the
+    other models' mean (what the search does before its observations say otherwise), and after
+    each measurement the state records the *predicted gap* (the best unmeasured config's
+    prediction, the others' mean shifted by the level seen so far, relative to the incumbent)
+    , whether the incumbent is truly within 5% of that model's optimum and its relative regret."""
+    K, U = S.shape
+    gaps, within, regret = [], [], []
+    for k in range(K):
+        rest = sign * (S.sum(0) - S[k]) / (K - 1)
+        y = sign * S[k]
+        order = np.argsort(-rest, kind="stable")
+        opt = float(y.max())
+        bound = opt - STOP_WITHIN * abs(opt)
+        inc = -np.inf
+        resid = 0.0
+        # best unmeasured prediction: the first unmeasured config in the order, found by a
+        # running pointer (rest is sorted along the order)
+        for n in range(min(U - 1, STOP_STATE_DEPTH)):
+            u = order[n]
+            inc = max(inc, float(y[u]))
+            resid += float(y[u] - rest[u])
+            level = resid / (n + 1)
+            nxt = float(rest[order[n + 1]]) + level
+            gaps.append((nxt - inc) / max(abs(inc), 1e-12))
+            within.append(inc >= bound - 1e-12)
+            regret.append((opt - inc) / max(abs(inc), 1e-12))
+    return np.array(gaps), np.array(within, dtype=float), np.array(regret)
+
+
+def _level_inflation(P: np.ndarray, r: np.ndarray, var: np.ndarray, noise: np.ndarray) -> float:
+    """The factor on the model level's prior variance that maximises the evidence of the
+    target's residuals (type-II maximum likelihood over LEVEL_INFLATIONS): the level's spread
+    across training models is the default, but a target far outside it (every config 3x faster
+    than any training model) widens it, so its first measurements move every prediction."""
+    n = len(r)
+    if n == 0:
+        return 1.0
+    base = (P[:, 1:] * var[1:]) @ P[:, 1:].T + np.diag(noise)
+    ones = P[:, 0:1] @ P[:, 0:1].T
+    best, best_ll = 1.0, -np.inf
+    for f in LEVEL_INFLATIONS:
+        C = base + f * var[0] * ones
+        sign, logdet = np.linalg.slogdet(C)
+        if sign <= 0:
+            continue
+        ll = -0.5 * (logdet + r @ np.linalg.solve(C, r))
+        if ll > best_ll + 1e-9:
+            best, best_ll = f, ll
+    return best
+
+
+def _onehots(space: SearchSpace, dims: list[str], configs: list[Config]) -> np.ndarray:
+    """One-hot columns of every dimension in ``dims`` with more than one value, centred over
+    the units: main effects then cannot shift every unit at once, which is the shared level's
+    job (the model-level random effect ``b0``), so one measurement moves the level."""
+    cols = []
+    for d in dims:
+        vals = space.values(d)
+        if len(vals) < 2:
+            continue
+        col = np.array([vals.index(getattr(c, d)) for c in configs])
+        onehot = np.eye(len(vals))[col]
+        cols.append(onehot - onehot.mean(0))
+    return np.hstack(cols) if cols else np.zeros((len(configs), 0))
 
 
 def _binned_variance(
@@ -521,10 +613,24 @@ class MetaSampler(BaseSampler):
         m = state["mean"][units]
         s = state["sd"][units]
         sign = 1.0 if self.objective.direction == "maximize" else -1.0
+        if model.stop_states is not None and len(units):
+            # calibrated on the training models: the within-5% rate of pseudo-search states
+            # whose predicted gap (best unmeasured prediction vs incumbent) is nearest to ours
+            return float(model.stop_states[1][self._similar_states(state, units)].mean())
         bound = best * (1.0 + 0.05 * sign) if best >= 0 else best * (1.0 - 0.05 * sign)
         z = sign * (bound - m) / s  # a config threatens the incumbent above z (in sd units)
         p_exceed = model.tail.sf(units, z) if model.tail is not None else 1.0 - ndtr(z)
         return float(np.exp(np.sum(np.log1p(-np.clip(p_exceed, 0.0, 1.0 - 1e-12)))))
+
+    def _similar_states(self, state: dict[str, Any], units: np.ndarray) -> np.ndarray:
+        """Indices of the training pseudo-search states whose predicted gap (best unmeasured
+        prediction vs incumbent, relative) is nearest to this study's."""
+        gaps = self.model.stop_states[0]
+        sign = 1.0 if self.objective.direction == "maximize" else -1.0
+        best = state["best"]
+        gap = (float(np.max(sign * state["mean"][units])) - sign * best) / max(abs(best), 1e-12)
+        n = min(len(gaps), max(STOP_NEIGHBOURS, len(gaps) // 20))
+        return np.argpartition(np.abs(gaps - gap), n - 1)[:n]
 
     def expected_improvement(self, state: dict[str, Any]) -> float:
         """The best remaining expected improvement over the incumbent (objective units)."""
@@ -538,6 +644,11 @@ class MetaSampler(BaseSampler):
             return float(np.max(np.maximum(best - model.cost, 0.0)[free] * p[free]))
         sign = 1.0 if self.objective.direction == "maximize" else -1.0
         units = model.unit_of[free]
+        if model.stop_states is not None:
+            # calibrated: the mean regret of similar pseudo-search states on training models
+            return float(model.stop_states[2][self._similar_states(state, units)].mean()) * abs(
+                best
+            )
         m = sign * state["mean"][units]
         s = state["sd"][units]
         z0 = (sign * best - m) / s
