@@ -1,23 +1,22 @@
 """Capacity search: the highest arrival rate whose p99 meets the SLO, in a handful of steps.
 
-Generic over :class:`Deployment` (any backend's ``open_loop``). A ramp doubling the rate
-narrows the capacity only to a factor of 2 in five steps, so every step's measurement places
-the next probe:
+Generic over :class:`Deployment` (any backend's ``open_loop``). Served latency curves are often
+flat until close to saturation (a batching server), so passing steps alone say little about
+where the SLO is crossed; the search measures the server's maximum rate instead:
 
-- a step that fails because the server is **saturated** (it served clearly less than it was
-  offered) still measured the server's maximum rate ``mu``: the SLO capacity lies below it;
-- a step that was served (passing, or failing on p99 alone) gives a point ``(rate, p99)`` of
-  the latency curve, whose headroom to the SLO says how far the capacity is.
+1. the start rate measures the base latency ``b`` (p99 at light load);
+2. a deliberate, short **saturation probe** far above it (64x the default start, 16x a flat
+   passing step, 2x a given estimate; no early abort): an overloaded server serves its maximum
+   rate ``mu``, measured as the completions per second inside the steady window. Probes repeat
+   while they pass;
+3. the queue model ``p99(r) = b / (1 - r / mu)`` places one probe just below
+   ``mu (1 - b / SLO)`` (conservative for curves flatter than a single queue's);
+4. the remaining steps bisect the bracket ``[highest pass, lowest fail]`` (whose top is at most
+   just above ``mu``), each failing step aborting early once its p99 is certainly over the SLO.
 
-The curve is modelled locally as a single queue, ``p99(r) = b / (1 - r / mu)`` (``1 / p99``
-linear in the rate), fitted to the points that matter most: the two bracketing the SLO, else
-``mu`` and the point nearest the SLO, else the two highest-rate points. The next probe goes
-just below the predicted SLO rate, always inside the bracket ``(highest pass, lowest fail)``;
-without a prediction the ramp multiplies the rate (by 8 while p99 is under a quarter of the
-SLO or into the last step but one, else by 4, and by 2 from a given start estimate) and the
-bracket is bisected. Each step aborts
-early once its p99 is certainly over the SLO, so failing steps are cheap. The answer is the
-highest *measured* passing rate; :func:`upper_bound` gives the lowest failing rate above it.
+A model fitted to passing points alone never places a probe: such points may all sit on the
+flat part of the curve. The answer is the highest *measured* passing rate; :func:`upper_bound`
+gives the lowest failing rate above it.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from __future__ import annotations
 import math
 
 from ._api import CapacityResult, Deployment, LoadResult, StressError
+from ._load import SATURATED_CPU_SHARE
 
 #: First rate tried without an estimate.
 DEFAULT_START_RPS = 50.0
@@ -34,20 +34,34 @@ SERVED_SHARE = 0.95
 #: two requests beyond it), up to three times its nominal duration.
 MIN_SAMPLES = 200
 #: Stop bisecting once the bracket is this narrow (relative to its upper end).
-RESOLUTION = 0.05
+RESOLUTION = 0.02
 #: A saturated step cut short still measures the server's rate if it completed this many.
 MIN_SATURATED_COMPLETIONS = 50
-#: Probes aim this far below the predicted SLO rate, so that they pass and raise the answer
-#: (the last step further: a failing last probe adds nothing to the answer).
+#: Model-placed probes aim this far below the predicted SLO rate, so that they pass and raise
+#: the answer (the last step further: a failing last probe adds nothing to the answer).
 AIM_BELOW = 0.98
 AIM_BELOW_LAST = 0.95
-#: Two passing steps predict the SLO rate only when p99 clearly rose between them (noise).
-MIN_P99_RISE = 1.2
-#: Without an estimate, the ramp multiplies the rate by 8 while p99 is under this share of the
-#: SLO, else by 4 (by 2 from a given start estimate).
-FAST_RAMP_P99_SHARE = 0.25
-#: A model-guided ramp jumps at most this factor in one step.
-MAX_JUMP = 16.0
+#: The first saturation probe from the default start: 64 x 50 = 3200 req/s, above one CPU
+#: replica of a small model and within one generator core (results/stress/).
+FIRST_PROBE_FACTOR = 64.0
+#: Later probes while steps still pass with a flat p99 (and the most any probe jumps).
+PROBE_FACTOR = 16.0
+#: The first probe from a given capacity estimate (``start_rps``).
+ESTIMATE_PROBE_FACTOR = 2.0
+#: A passing p99 below this multiple of the base latency is "flat": it bounds nothing.
+FLAT_P99_RISE = 1.5
+#: A probe placed from a rising p99 aims this far above the server rate the queue model infers.
+PROBE_OVERSHOOT = 1.5
+#: A saturation probe runs this long (at most ``duration_s``; longer for MIN_SAMPLES).
+PROBE_S = 2.0
+#: Once ``mu`` is known, bisection starts from this share of the queue model's SLO rate ...
+FLOOR_SHARE = 0.7
+#: ... and at most this share of the measured maximum rate ...
+FLOOR_MU_SHARE = 0.6
+#: ... and reopens this far below it when everything above failed.
+FLOOR_DROP = 0.7
+#: The SLO capacity lies below the measured maximum rate, up to this slack for noise.
+MU_SLACK = 1.03
 
 
 def step_passes(result: LoadResult, slo_p99_ms: float, max_error_rate: float = 0.01) -> bool:
@@ -72,8 +86,14 @@ def saturated_rps(result: LoadResult) -> float | None:
     An overloaded server serves its maximum rate; that is only a measurement of the server when
     the generator was not the bottleneck, and, for a step cut short, when it completed enough.
     """
-    if result.generator_saturated or result.throughput_rps <= 0:
+    if result.throughput_rps <= 0:
         return None
+    if result.generator_saturated:
+        # Behind its schedule, but with the in-flight cap full the server held a backlog the
+        # whole time: it was the bottleneck, unless the generator had no CPU left to send.
+        cpu = result.extra.get("generator_cpu_share")
+        if not result.inflight_cap_hits or cpu is None or cpu > SATURATED_CPU_SHARE:
+            return None
     if result.throughput_rps >= SERVED_SHARE * _offered_rps(result):
         return None  # it kept up: not saturated
     if (
@@ -98,36 +118,67 @@ def upper_bound(result: CapacityResult) -> float | None:
 def _predict(
     points: list[tuple[float, float, bool]], mu: float | None, slo_p99_ms: float
 ) -> float | None:
-    """The rate where the local queue model ``1/p99 = (1 - r/mu) / b`` meets the SLO.
+    """The rate where the local queue model ``1/p99 = (1 - r/mu) / b`` meets the SLO, or ``None``.
 
-    ``points`` are ``(rate, p99_ms, passed)`` of steps the server kept up with.
+    ``points`` are ``(rate, p99_ms, passed)`` of steps the server kept up with. With the
+    server's maximum rate ``mu``, ``b`` comes from the point nearest the SLO; without it the
+    model goes through the highest pass and the lowest failure above it. Passing points alone
+    predict nothing (they may all lie on the flat part of the curve).
     """
-    inv_slo = 1.0 / slo_p99_ms
-    passes = [p for p in points if p[2]]
-    fails = [p for p in points if not p[2] and p[1] > slo_p99_ms]
-    pair = None
-    if passes and fails:
-        below = max(passes, key=lambda p: p[0])
-        above = min(fails, key=lambda p: p[0])
-        if above[0] > below[0]:
-            pair = (below, above)
-    if pair is None and mu is not None:
+    if mu is not None:
         usable = [p for p in points if p[0] < mu]
         if usable:
             r, p99, _ = min(usable, key=lambda p: abs(math.log(p[1] / slo_p99_ms)))
             b = p99 * (1.0 - r / mu)
             return mu * (1.0 - b / slo_p99_ms) if b < slo_p99_ms else None
-    if pair is None and len(passes) >= 2:
-        top = sorted(passes, key=lambda p: p[0])[-2:]
-        if top[1][0] > top[0][0] and top[1][1] >= MIN_P99_RISE * top[0][1]:
-            pair = (top[0], top[1])
-    if pair is None:
+    passes = [p for p in points if p[2]]
+    fails = [p for p in points if not p[2] and p[1] > slo_p99_ms]
+    if not passes or not fails:
         return None
-    (r1, p1, _), (r2, p2, _) = pair
+    r1, p1, _ = max(passes, key=lambda p: p[0])
+    r2, p2, _ = min(fails, key=lambda p: p[0])
+    if r2 <= r1:
+        return None
     slope = (1.0 / p1 - 1.0 / p2) / (r2 - r1)  # B in 1/p99 = A - B r
     if slope <= 0:
         return None  # latency not rising: no information on where it crosses the SLO
-    return r2 + (1.0 / p2 - inv_slo) / slope
+    return r2 + (1.0 / p2 - 1.0 / slo_p99_ms) / slope
+
+
+def _probe_factor(
+    points: list[tuple[float, float, bool]], lo: float, first: bool, estimate: bool
+) -> float:
+    """How far above the highest pass ``lo`` to send the next saturation probe."""
+    if first and estimate:
+        return ESTIMATE_PROBE_FACTOR
+    b = min(p[1] for p in points if p[2])
+    top = [p[1] for p in points if p[2] and p[0] == lo]
+    p99 = top[0] if top else b
+    if p99 >= FLAT_P99_RISE * b:
+        # The queue model through (lo, p99) with base b infers the server rate: overshoot it.
+        mu_guess = lo / (1.0 - b / p99)
+        return min(PROBE_FACTOR, max(2.0, PROBE_OVERSHOOT * mu_guess / lo))
+    return FIRST_PROBE_FACTOR if first else PROBE_FACTOR
+
+
+def _bracket(
+    points: list[tuple[float, float, bool]], mu: float | None, hi: float, slo_p99_ms: float
+) -> tuple[float | None, float]:
+    """The bracket to bisect once the server's maximum rate ``mu`` (or a pass and
+    a failure served) is known.
+
+    The queue model's SLO rate ``m`` (:func:`_predict`) is exact for a single queue, too high
+    for a batching server (its overload rate, with full batches, exceeds what it sustains with
+    the partial batches of lighter load: tiny_mlp served ~2900 req/s overloaded, ~2100-2300
+    within a 50 ms p99), too low for a curve flat until saturation. So bisect
+    ``[min(FLOOR_SHARE m, FLOOR_MU_SHARE mu), min(m / 0.8, mu)]``, reopened below if everything
+    in it fails (on a loaded machine tiny_mlp sustained only ~0.6 of its overload rate).
+    """
+    m = _predict(points, mu, slo_p99_ms)
+    if m is None:
+        return None, hi  # no model yet: bisect what was measured
+    low = min(FLOOR_SHARE * m, FLOOR_MU_SHARE * mu) if mu else FLOOR_SHARE * m
+    return low, max(low * (1 + RESOLUTION), min(hi, m / 0.8))
 
 
 def capacity_search(
@@ -155,61 +206,53 @@ def capacity_search(
     best: LoadResult | None = None
     steps: list[LoadResult] = []
     points: list[tuple[float, float, bool]] = []
+    floor: float | None = None  # the bracket's lower end set by the queue model (unmeasured)
+    probing = False
     for i in range(max_steps):
-        step_s = max(duration_s, min(MIN_SAMPLES / rate, 3.0 * duration_s))
-        res = deployment.open_loop(rate, step_s, warmup_s, abort_p99_ms=slo_p99_ms)
+        if probing:
+            # A saturation probe: short, never cut short, so its served rate is a measurement.
+            step_s = max(min(duration_s, PROBE_S), min(MIN_SAMPLES / rate, 3.0 * duration_s))
+            res = deployment.open_loop(rate, step_s, warmup_s, abort_p99_ms=None)
+        else:
+            step_s = max(duration_s, min(MIN_SAMPLES / rate, 3.0 * duration_s))
+            res = deployment.open_loop(rate, step_s, warmup_s, abort_p99_ms=slo_p99_ms)
         steps.append(res)
         passed = step_passes(res, slo_p99_ms, max_error_rate)
         res.extra["passed"] = passed
+        res.extra["probe"] = probing
         saturated = None if passed else saturated_rps(res)
         if passed:
-            lo, best = rate, res
+            if rate >= lo:
+                lo, best = rate, res
         else:
             upper = rate
-            if saturated is not None:
-                # The SLO capacity lies below the server's maximum rate (2 % for noise).
+            if saturated is not None and saturated * MU_SLACK > lo:
                 mu = saturated
-                upper = min(rate, saturated * 1.02)
-            hi = max(lo * (1 + RESOLUTION), upper) if hi is None else min(hi, max(upper, lo))
+                upper = min(rate, saturated * MU_SLACK)
+            hi = upper if hi is None else min(hi, upper)
+            hi = max(hi, lo * (1 + RESOLUTION))
         if saturated is None and math.isfinite(res.p99_ms) and res.p99_ms > 0:
             points.append((rate, float(res.p99_ms), passed))
         if i == max_steps - 1:
             break
-        guess = _predict(points, mu, slo_p99_ms)
-        aim = AIM_BELOW_LAST if i == max_steps - 2 else AIM_BELOW
+        probing = False
         if hi is None:
-            # Ramp fast while the latency headroom is wide (or when the next step is the last
-            # but one: a failure there still leaves a step to place the answer), gently from a
-            # given estimate.
-            if start_rps is not None:
-                ramp = 2.0
-            elif res.p99_ms < FAST_RAMP_P99_SHARE * slo_p99_ms or i + 1 == max_steps - 2:
-                ramp = 8.0
-            else:
-                ramp = 4.0
-            if guess is not None and guess > rate * 1.05:
-                rate = min(guess * aim, rate * MAX_JUMP)
-                rate = max(rate, lo * (1 + RESOLUTION / 2))
-            else:
-                rate *= ramp
-        elif lo == 0.0:
-            # Nothing passed yet: just below the saturation rate (or the prediction), else far.
-            if guess is not None and 0 < guess < hi:
-                rate = guess * aim
-            elif mu is not None:
-                rate = min(0.8 * mu, hi / 1.25)
-            else:
-                rate = hi / 4.0
-        else:
-            if (hi - lo) <= RESOLUTION * hi:
-                break
-            if guess is not None and guess < hi:
-                rate = guess * aim
-                if rate < lo * (1 + RESOLUTION / 2):
-                    # The answer is already at (or past) the prediction: test just above it.
-                    rate = min(lo * (1 + RESOLUTION), (lo + hi) / 2.0)
-            else:
-                # Geometric midpoint while the bracket spans more than 2x (a ramp overshoot),
-                # arithmetic once it is narrow.
-                rate = math.sqrt(lo * hi) if hi > 2.0 * lo else (lo + hi) / 2.0
+            # Everything passed: overshoot deliberately to measure the server's maximum rate.
+            factor = _probe_factor(points, lo, first=(i == 0), estimate=start_rps is not None)
+            rate, probing = lo * factor, True
+            continue
+        if floor is None:
+            floor, hi = _bracket(points, mu, hi, slo_p99_ms)
+        low = max(lo, floor or 0.0)
+        if (hi - low) <= RESOLUTION * hi and low > lo:
+            # Everything down to the model's floor failed: reopen the bracket below it.
+            floor = low = max(lo, FLOOR_DROP * low)
+        if lo == 0.0 and low == 0.0:
+            # Nothing passed or served yet: just below the saturation rate, else far below.
+            rate = min(0.8 * mu, hi / 1.25) if mu is not None else hi / 4.0
+            continue
+        if (hi - low) <= RESOLUTION * hi:
+            break
+        # Geometric midpoint while the bracket spans more than 2x, arithmetic once narrow.
+        rate = math.sqrt(low * hi) if hi > 2.0 * low else (low + hi) / 2.0
     return CapacityResult(capacity_rps=lo, slo_p99_ms=slo_p99_ms, steps=steps, at_capacity=best)
