@@ -606,8 +606,10 @@ class MetaSampler(BaseSampler):
         free = self._open(state)
         model = self.model
         if model.capacity:
+            threat = free & (model.cost < best / (1.0 + STOP_WITHIN))
+            if not threat.any():
+                return 1.0
             p = self.feasibility(state)
-            threat = free & (model.cost < best / 1.05)
             return float(np.exp(np.sum(np.log1p(-np.clip(p[threat], 0, 1 - 1e-12)))))
         units = model.unit_of[free]
         m = state["mean"][units]
@@ -625,12 +627,19 @@ class MetaSampler(BaseSampler):
     def _similar_states(self, state: dict[str, Any], units: np.ndarray) -> np.ndarray:
         """Indices of the training pseudo-search states whose predicted gap (best unmeasured
         prediction vs incumbent, relative) is nearest to this study's."""
-        gaps = self.model.stop_states[0]
         sign = 1.0 if self.objective.direction == "maximize" else -1.0
         best = state["best"]
         gap = (float(np.max(sign * state["mean"][units])) - sign * best) / max(abs(best), 1e-12)
-        n = min(len(gaps), max(STOP_NEIGHBOURS, len(gaps) // 20))
-        return np.argpartition(np.abs(gaps - gap), n - 1)[:n]
+        return self._nearest_states(gap)
+
+    def _nearest_states(self, x: float) -> np.ndarray:
+        """Indices of the (finite) calibration states nearest to ``x``."""
+        xs = self.model.stop_states[0]
+        idx = np.flatnonzero(np.isfinite(xs))
+        if not len(idx):
+            return np.arange(len(xs))
+        n = min(len(idx), max(STOP_NEIGHBOURS, len(idx) // 20))
+        return idx[np.argpartition(np.abs(xs[idx] - x), n - 1)[:n]]
 
     def expected_improvement(self, state: dict[str, Any]) -> float:
         """The best remaining expected improvement over the incumbent (objective units)."""
