@@ -9,10 +9,10 @@ where the SLO is crossed; the search measures the server's maximum rate instead:
    passing step, 2x a given estimate; no early abort): an overloaded server serves its maximum
    rate ``mu``, measured as the completions per second inside the steady window. Probes repeat
    while they pass;
-3. the queue model ``p99(r) = b / (1 - r / mu)`` places one probe just below
-   ``mu (1 - b / SLO)`` (conservative for curves flatter than a single queue's);
-4. the remaining steps bisect the bracket ``[highest pass, lowest fail]`` (whose top is at most
-   just above ``mu``), each failing step aborting early once its p99 is certainly over the SLO.
+3. the remaining steps bisect a bracket below ``mu`` placed by the queue model
+   ``p99(r) = b / (1 - r / mu)`` (:func:`_bracket`: wide, since a batching server's overload
+   rate exceeds what it sustains at lighter load), each failing step aborting early once its
+   p99 is certainly over the SLO; if nothing in the bracket passed, the last step goes below it.
 
 A model fitted to passing points alone never places a probe: such points may all sit on the
 flat part of the curve. The answer is the highest *measured* passing rate; :func:`upper_bound`
@@ -253,6 +253,11 @@ def capacity_search(
             continue
         if (hi - low) <= RESOLUTION * hi:
             break
+        if i == max_steps - 2 and low > lo and hi < low * 1.25:
+            # Last step and nothing in the bracket passed yet: secure a measured answer below it
+            # rather than leave the start rate as the capacity.
+            rate = FLOOR_DROP * low
+            continue
         # Geometric midpoint while the bracket spans more than 2x, arithmetic once narrow.
         rate = math.sqrt(low * hi) if hi > 2.0 * low else (low + hi) / 2.0
     return CapacityResult(capacity_rps=lo, slo_p99_ms=slo_p99_ms, steps=steps, at_capacity=best)
