@@ -309,7 +309,11 @@ class ModelServer:
         """Bind, start batching, warm up, then report ready; runs until cancelled."""
         sock = bind_socket(host, port)
         self._queue = asyncio.Queue()
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # Torn down after a test, a server has nothing to drain: don't wait aiohttp's default 60 s
+        # for connections a killed load generator left half-open.
+        runner = web.AppRunner(
+            self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await runner.setup()
         site = web.SockSite(runner, sock)
         await site.start()
@@ -319,8 +323,14 @@ class ModelServer:
         print(f"stress.server: ready on {host}:{port} providers={self.providers}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():  # a second signal: no more patience
+                os._exit(1)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         try:
             await stop.wait()
         finally:

@@ -203,3 +203,31 @@ def test_memory_limit_too_small_is_a_deploy_error(tiny_model: Path) -> None:
     with pytest.raises(stress.DeployError, match="replica 0 .* died before it was ready"):
         LocalDeployer(ready_timeout_s=30).deploy(spec)
     assert_no_servers(tiny_model)
+
+
+def test_server_exits_promptly_on_sigterm_with_a_half_open_connection(tiny_model: Path) -> None:
+    """What PR_SET_PDEATHSIG sends when the deployer dies: the server must not wait on a client
+    (here a request cut off mid-body, as a killed load generator leaves it) before exiting."""
+    from stress._local import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stress.server", str(tiny_model), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert "ready" in proc.stdout.readline()
+        with socket.create_connection(("127.0.0.1", port)) as half_open:
+            half_open.sendall(
+                b"POST /v2/models/model/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{"
+            )
+            time.sleep(0.2)
+            start = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+        assert time.monotonic() - start < 5
+    finally:
+        proc.kill()
+        proc.wait()
