@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 from typing import Any
@@ -49,3 +50,8 @@ def parse_options(pairs: list[str], option: str) -> dict[str, Any]:
         except yaml.YAMLError:
             out[key.strip()] = value
     return out
+
+
+def add_options_flag(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """A repeatable ``FLAG KEY=VALUE`` argument, read later with :func:`parse_options`."""
+    parser.add_argument(flag, action="append", default=[], metavar="KEY=VALUE", help=help)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .._errors import UserError
-from ._args import parse_duration_s, parse_latency_ms, parse_options
+from ._args import add_options_flag, parse_duration_s, parse_latency_ms, parse_options
 
 #: ``--example`` defaults: a tiny model, a loose SLO and a short budget that finish in a few
 #: minutes on a laptop with the local backend. Without ``--qps`` the example looks for the most
@@ -93,13 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--duration", metavar="TIME", help="load per stress test, e.g. 10s (default 10s)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--backend-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="passed to the backend (repeatable)",
-    )
+    add_options_flag(p, "--backend-option", "passed to the backend (repeatable)")
     p.add_argument(
         "--kserve", action="store_true", help="also write a KServe InferenceService manifest"
     )

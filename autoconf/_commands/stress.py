@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import UserError
-from ._args import parse_duration_s, parse_latency_ms, parse_options
+from ._args import add_options_flag, parse_duration_s, parse_latency_ms, parse_options
 
 _INT_FIELDS = {"batch_size", "replicas", "instances_per_gpu", "memory_mb"}
 _FLOAT_FIELDS = {"cpu_cores", "max_queue_delay_ms"}
@@ -69,12 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--start-rps", type=float, help="first rate of the capacity search")
     p.add_argument("--max-steps", type=int, default=5, help="capacity search steps (default 5)")
     p.add_argument("--ready-timeout", default="60s", help="start-up limit (default 60s)")
-    p.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="deployer option (e.g. generator_processes=2, namespace=ml); repeatable",
+    add_options_flag(
+        p, "--option", "deployer option (e.g. generator_processes=2, namespace=ml); repeatable"
     )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=run)
