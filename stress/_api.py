@@ -94,8 +94,13 @@ class Deployment(abc.ABC):
         self.spec = spec
 
     @abc.abstractmethod
-    def open_loop(self, rate_rps: float, duration_s: float, warmup_s: float = 1.0,
-                  abort_p99_ms: float | None = None) -> LoadResult:
+    def open_loop(
+        self,
+        rate_rps: float,
+        duration_s: float,
+        warmup_s: float = 1.0,
+        abort_p99_ms: float | None = None,
+    ) -> LoadResult:
         """Drive Poisson arrivals at ``rate_rps`` for ``duration_s`` and measure.
 
         With ``abort_p99_ms`` the step may stop early once that p99 is clearly exceeded.
