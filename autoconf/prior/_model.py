@@ -193,7 +193,8 @@ def train_prior(tables: list[ModelTable], space: SearchSpace | None = None) -> P
         else None
     )
     # ridge: config features -> mean score over models (configs some model measured)
-    mean = np.nanmean(np.where(np.isnan(scores).all(0), np.nan, scores), axis=0)
+    counts = (~np.isnan(scores)).sum(0)
+    mean = np.where(counts > 0, np.nansum(scores, axis=0) / np.maximum(counts, 1), np.nan)
     ok = ~np.isnan(mean)
     weights, bias = None, 0.0
     if ok.sum() >= 2:
