@@ -376,6 +376,11 @@ def run_search(opts: SearchOptions) -> SearchResult:
             progress.set_status("interrupted: tearing down")
             with contextlib.suppress(Exception):
                 _write_outputs_partial(study, objective, out, opts, space, sampler_name, started)
+            with contextlib.suppress(Exception):  # finished trials are knowledge too
+                records = trial_records(study, objective)
+                _feed_knowledge(
+                    kb, kb_model_name(model_path, sha), profile, space, objective, records
+                )
             raise
 
     records = trial_records(study, objective)

@@ -219,6 +219,21 @@ def test_ctrl_c_exits_130_tears_down_and_keeps_trials(env, capsys):
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
 
 
+def test_ctrl_c_still_feeds_the_knowledge_base(env):
+    from autoconf.prior import KnowledgeBase
+
+    tmp, model = env
+    kb_path = tmp / "kb.db"
+    with pytest.raises(KeyboardInterrupt):
+        search.run_search(
+            opts(tmp, model, knowledge=str(kb_path), backend_options={"interrupt_after": 3})
+        )
+    kb = KnowledgeBase(kb_path)
+    (table,) = kb.tables()
+    assert len(table.results) == 2  # the two trials that finished before Ctrl-C
+    kb.close()
+
+
 @pytest.mark.parametrize(
     ("space_text", "field"),
     [
