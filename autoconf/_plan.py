@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import UserError
+from ._files import read_yaml_model
 from ._types import Config
 
 PLAN_FORMAT = 1
@@ -104,18 +105,7 @@ def read_plan(path: str | Path) -> Plan:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"plan file {str(path)!r} not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
-    try:
-        plan = Plan.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise UserError(f"{path}: {where}: {err['msg']}") from None
+    plan = read_yaml_model(path, Plan)
     if plan.autoconf_plan != PLAN_FORMAT:
         raise UserError(f"{path}: autoconf_plan: unsupported plan format {plan.autoconf_plan}")
     plan.to_config()

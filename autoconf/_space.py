@@ -10,10 +10,10 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ._errors import UserError
+from ._files import read_yaml_model
 from ._types import Config
 
 #: Where the shipped spaces live (a source checkout or an editable install).
@@ -173,16 +173,4 @@ def load_space(path_or_name: str | Path | None = None) -> SearchSpace:
     if not path.is_file():
         shipped = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
         raise UserError(f"search space {ref!r} not found (shipped: {shipped})")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
-    try:
-        return SearchSpace.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        where = ".".join(str(p) for p in err["loc"])
-        raise UserError(f"{path}: {where}: {msg}" if where else f"{path}: {msg}") from None
+    return read_yaml_model(path, SearchSpace)

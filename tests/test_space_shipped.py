@@ -63,3 +63,13 @@ def test_bad_space_files_are_one_line_naming_the_field(tmp_path, edit, message):
     with pytest.raises(UserError, match=message) as info:
         load_space(bad)
     assert "\n" not in str(info.value) and "Value error" not in str(info.value)
+
+
+def test_a_binary_file_is_one_line(tmp_path):
+    from autoconf._plan import read_plan
+
+    blob = tmp_path / "blob.yaml"
+    blob.write_bytes(bytes(range(128, 256)))
+    for read in (load_space, read_plan):
+        with pytest.raises(UserError, match="not a text file"):
+            read(blob)
