@@ -97,6 +97,23 @@ class SearchLog:
     evaluations: list[Evaluation] = field(default_factory=list)
     repeats: int = 0
 
+    def record(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.Trial,
+        objective: Objective,
+        config: Config,
+        m: Measurement,
+        on_evaluation: Callable[[Evaluation], None] | None,
+    ) -> None:
+        """Store a finished measurement in the study (before anything else happens), count it
+        as the next evaluation and report it."""
+        tell(study, trial, objective, m)
+        e = Evaluation(len(self.evaluations) + 1, config, m, objective.value(m))
+        self.evaluations.append(e)
+        if on_evaluation is not None:
+            on_evaluation(e)
+
     def best(self, objective: Objective) -> Evaluation | None:
         best = None
         for e in self.evaluations:
@@ -142,11 +159,7 @@ def run_trials(
         repeats_in_a_row = 0
         m = evaluate(config)
         measured[config] = m
-        tell(study, trial, objective, m)
-        e = Evaluation(len(log.evaluations) + 1, config, m, objective.value(m))
-        log.evaluations.append(e)
-        if on_evaluation is not None:
-            on_evaluation(e)
+        log.record(study, trial, objective, config, m, on_evaluation)
         if should_stop is not None and should_stop(study):
             break
     return log
@@ -320,11 +333,7 @@ def run_trials_parallel(
             with lock:
                 in_flight.discard(config)
                 measured[config] = m
-                tell(study, trial, objective, m)
-                e = Evaluation(len(log.evaluations) + 1, config, m, objective.value(m))
-                log.evaluations.append(e)
-                if on_evaluation is not None:
-                    on_evaluation(e)
+                log.record(study, trial, objective, config, m, on_evaluation)
                 if should_stop is not None and should_stop(study):
                     stop.set()
 
