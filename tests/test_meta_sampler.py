@@ -108,14 +108,22 @@ def test_plain_bo_without_history_learns_main_effects():
     assert all(f is not None and f <= 15 for f in found)
 
 
-def capacity_table(name: str, sp: SearchSpace, per_replica: dict[str, float], target_rps: float):
-    """Throughput linear in replicas; p99 within the SLO while the load fits the capacity."""
+def capacity_table(
+    name: str,
+    sp: SearchSpace,
+    per_replica: dict[str, float],
+    target_rps: float,
+    knob_factor: dict[tuple[int, int], float] | None = None,
+):
+    """Throughput linear in replicas; p99 within the SLO while the load fits the capacity.
+    ``knob_factor`` scales the capacity per (batch size, cores), on every GPU type alike."""
     objective = Objective(slo_p99_ms=50.0, target_rps=target_rps)
     results = {}
     for c in sp.configs():
         cap = (
             per_replica[c.gpu_type] * math.sqrt(c.batch_size) * (1 + 0.1 * c.cpu_cores) * c.replicas
         )
+        cap *= (knob_factor or {}).get((c.batch_size, c.cpu_cores), 1.0)
         ok_load = cap >= target_rps
         results[c] = Measurement(
             ok=True,
@@ -172,6 +180,64 @@ def test_capacity_level_calibrates_from_the_first_measurements():
     after = np.median(np.abs(sampler.state(study)["mean"][rest] - truth[rest]))
     assert before > 0.8  # the prior is off by about log(3) = 1.1
     assert after < 0.5 * before, (before, after)
+
+
+def _knob_factors(rng: np.random.Generator) -> dict[tuple[int, int], float]:
+    """A model's own (batch size x cores) interaction, the same on every GPU type."""
+    return {
+        (b, k): float(np.exp(0.5 * rng.standard_normal())) for b in (1, 4, 16) for k in (1, 2, 4)
+    }
+
+
+def test_residual_kernel_is_learned_from_the_history():
+    """Training models whose residual (what level, slope and main effects leave) is shared
+    across GPU types for the same batch size and cores: the learned kernel correlates a unit
+    with the same unit on another GPU, not with other batch sizes. On per-config noise (the
+    Falcon tables' kind of residual) no kernel is learned."""
+    sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
+    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
+    rng = np.random.default_rng(1)
+    history = [capacity_table(f"h{k}", sp, rates, 100.0, _knob_factors(rng)) for k in range(8)]
+    target = capacity_table("t", sp, rates, 100.0, _knob_factors(rng))
+    sampler = make_sampler("meta", SamplerContext(sp, target.objective, 0, None, history))
+    kernel = sampler.model.kernel
+    assert kernel is not None
+    gpu = sampler.model.unit_dims.index("gpu_type")
+    batch = sampler.model.unit_dims.index("batch_size")
+    off = ~np.eye(3, dtype=bool)
+    assert kernel.matrices[gpu][off].min() > 0.7, kernel.matrices[gpu]
+    assert kernel.matrices[batch][off].max() < 0.4, kernel.matrices[batch]
+
+    values = [value_table(f"v{k}", space(), 0.1, k) for k in range(6)]
+    iid = make_sampler("meta", SamplerContext(space(), Objective(), 0, None, values))
+    assert iid.model.kernel is None
+
+
+def test_measured_units_predict_the_same_knobs_on_other_gpus():
+    """Targets with their own (batch x cores) interaction, shared by their GPU types: once
+    every T4 unit is measured, the learned kernel predicts the V100 and L4 units from them;
+    with independent residuals (main effects only) the interaction stays unknown. Summed over
+    six random histories and targets, so that one lucky draw decides nothing."""
+    sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
+    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
+    errors = {"kernel": 0.0, "independent": 0.0}
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        history = [capacity_table(f"h{k}", sp, rates, 100.0, _knob_factors(rng)) for k in range(8)]
+        target = capacity_table("t", sp, rates, 100.0, _knob_factors(rng))
+        context = SamplerContext(sp, target.objective, 0, None, history)
+        model = make_sampler("meta", context).model
+        truth = np.array(
+            [math.log(target.results[c].capacity_rps / c.replicas) for c in model.unit_configs]
+        )
+        t4 = np.array([u for u, c in enumerate(model.unit_configs) if c.gpu_type == "T4"])
+        rest = np.array([u for u, c in enumerate(model.unit_configs) if c.gpu_type != "T4"])
+        for name in errors:
+            if name == "independent":
+                model.kernel = None
+            mean, _ = model.fit(t4, truth[t4])
+            errors[name] += float(np.median(np.abs(mean[rest] - truth[rest])))
+    assert errors["kernel"] < 0.5 * errors["independent"], errors
 
 
 def test_batch_suggestions_avoid_running_trials():

@@ -10,6 +10,11 @@ target's observations so far (a Gaussian process whose kernel is the empirical c
 models). ``v`` are main effects of each dimension's values (what a plain BO learns when the
 knowledge base is empty) and ``e`` a per-config residual whose variance is the training models'
 leave-one-out residual variance at that prior level (heteroscedastic, so the tail is covered).
+Where the training models' residuals correlate between units that differ in one knob (on the
+simulated cluster: the same unit on a neighbouring GPU type), ``e`` is a Gaussian process
+whose kernel is that learned correlation (:class:`_ResidualKernel`), so a measurement also
+informs the units that share most of its knobs; elsewhere (the Falcon tables) it stays
+independent.
 The posterior is refit from the study's trials at every suggestion (no state kept between
 trials, so threads and processes sharing a storage see the same history).
 
@@ -66,6 +71,13 @@ RESIDUAL_RIDGE = 1.0
 LEVEL_INFLATIONS = (1.0, 4.0, 16.0, 64.0)
 #: The stopping rule's tolerance: the incumbent within this fraction of the optimum.
 STOP_WITHIN = 0.05
+#: A residual correlation between two values of a dimension needs this many unit pairs.
+KERNEL_MIN_PAIRS = 30
+#: Below this correlation in every dimension the residuals are modelled as independent.
+KERNEL_MIN_CORRELATION = 0.2
+#: Lower bound of the residual kernel's variance scale calibrated on the target's own
+#: leave-one-out errors (measured units cluster, so their errors understate the others').
+LOO_SCALE_MIN = 0.05
 #: Pseudo-search depth per training model when calibrating the stopping rule.
 STOP_STATE_DEPTH = 100
 #: The stopping rule's confidence is the within-5% rate of this many training states with the
@@ -106,6 +118,8 @@ class _Surrogate:
         self.configs = space.configs()
         self.index = {c: i for i, c in enumerate(self.configs)}
         self.capacity = objective.target_rps is not None
+        #: correlation of the per-unit residual between units (None: independent)
+        self.kernel: _ResidualKernel | None = None
         #: (gap, within 5%) of pseudo-search states on the training models (stopping rule)
         self.stop_states: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         dims = space.dimension_names
@@ -167,6 +181,11 @@ class _Surrogate:
                     loo[k] = S[k] - X @ coef
                     slopes[k] = coef[1]
                 noise, self.tail = _binned_variance(mu, loo, robust=self.capacity)
+                floor = math.log(CAPACITY_FLOOR_RPS) + 1e-6
+                informative = np.greater(S, floor) if self.capacity else None
+                self.kernel = _ResidualKernel.learn(
+                    self.space, self.unit_dims, self.unit_configs, loo / np.sqrt(noise), informative
+                )
                 self.slope_var = float(np.mean((slopes - 1.0) ** 2)) + 1e-4
             else:
                 noise = np.full(U, max(float(D.var()), 1e-6) + 1e-6)
@@ -256,9 +275,11 @@ class _Surrogate:
             return m, np.sqrt(v)
         P = Phi[units]
         r = y - base[units]
+        if has_prior and self.kernel is not None:
+            return self._fit_correlated(Phi, var, noise, base, units, y)
         if has_prior:
             var = var.copy()
-            var[0] *= _level_inflation(P, r, var, noise[units])
+            var[0] *= _level_inflation(P, r, var, np.diag(noise[units]))
         # the residual e(u) is a property of the unit, not observation noise: a measured unit
         # is known up to MEASUREMENT_NOISE (its other replica counts follow from it), and
         # the residual scale is calibrated on the target's own observations
@@ -283,6 +304,122 @@ class _Surrogate:
         m[seen] = sums[seen] / counts[seen]
         v[seen] = MEASUREMENT_NOISE**2 * np.mean(noise)
         return m, np.sqrt(v)
+
+    def _fit_correlated(
+        self,
+        Phi: np.ndarray,
+        var: np.ndarray,
+        noise: np.ndarray,
+        base: np.ndarray,
+        units: np.ndarray,
+        y: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`fit` with the per-unit residual a Gaussian process over units (the learned
+        :class:`_ResidualKernel`): a measurement also moves the units that share most of its
+        knobs. Function-space form, so the cost is linear in the number of units."""
+        U = len(base)
+        r = y - base[units]
+        sd = np.sqrt(noise)
+        Kuo = self.kernel.cross(np.arange(U), units) * sd[:, None] * sd[units][None, :]
+        Koo = Kuo[units]
+        nugget = MEASUREMENT_NOISE**2 * float(np.mean(noise))
+        var = var.copy()
+        var[0] *= _level_inflation(Phi[units], r, var, Koo + nugget * np.eye(len(units)))
+        cross = (Phi * var) @ Phi[units].T + Kuo  # U x n
+        C = cross[units] + nugget * np.eye(len(units))
+        L = np.linalg.cholesky(C)
+        alpha = np.linalg.solve(L.T, np.linalg.solve(L, r))
+        m = base + cross @ alpha
+        A = np.linalg.solve(L, cross.T)  # n x U
+        v = np.maximum((Phi**2) @ var + noise - (A**2).sum(0), 1e-9)
+        # the covariance's scale, calibrated on the target's own observations by their
+        # leave-one-out predictive errors (closed form for a Gaussian process)
+        if len(units) >= 3:
+            Ci = np.linalg.solve(L.T, np.linalg.solve(L, np.eye(len(units))))
+            z2 = alpha**2 / np.diag(Ci)
+            v *= float(np.clip((z2.sum() + 2.0) / (len(units) + 2.0), LOO_SCALE_MIN, 4.0))
+        seen = np.zeros(U, dtype=bool)
+        seen[units] = True
+        sums = np.bincount(units, weights=y, minlength=U)
+        counts = np.bincount(units, minlength=U)
+        m[seen] = sums[seen] / counts[seen]
+        v[seen] = MEASUREMENT_NOISE**2 * np.mean(noise)
+        return m, np.sqrt(v)
+
+
+class _ResidualKernel:
+    """Correlation of the surrogate's per-unit residual between two units: a product over
+    the unit's dimensions of a correlation between the two values, learned from the training
+    models' residuals (units that differ in one dimension only). On the simulated cluster a
+    T4 unit's residual correlates ~0.9 with the same unit on the next GPU type; on the Falcon
+    tables, where the residual is per-config noise, no correlation reaches
+    ``KERNEL_MIN_CORRELATION`` and the residuals stay independent."""
+
+    def __init__(self, codes: np.ndarray, matrices: list[np.ndarray]) -> None:
+        self.codes = codes  # units x dims: the index of each unit's value per dimension
+        self.matrices = matrices  # per dimension: values x values correlation
+
+    @classmethod
+    def learn(
+        cls,
+        space: SearchSpace,
+        dims: list[str],
+        configs: list[Config],
+        z: np.ndarray,
+        informative: np.ndarray | None,
+    ) -> _ResidualKernel | None:
+        """From standardized residuals ``z`` (models x units); ``informative`` masks entries
+        that carry no residual (a capacity at the floor). None when no dimension correlates."""
+        value_lists = [space.values(d) for d in dims]
+        codes = np.array(
+            [[vals.index(getattr(c, d)) for d, vals in zip(dims, value_lists)] for c in configs]
+        )
+        index = {tuple(row): i for i, row in enumerate(codes)}
+        ok = np.ones_like(z, dtype=bool) if informative is None else informative
+        matrices = []
+        for j, vals in enumerate(value_lists):
+            n = len(vals)
+            R = np.eye(n)
+            for a in range(n):
+                for b in range(a + 1, n):
+                    pairs = []
+                    for i, row in enumerate(codes):
+                        if row[j] != a:
+                            continue
+                        other = row.copy()
+                        other[j] = b
+                        i2 = index.get(tuple(other))
+                        if i2 is not None:
+                            pairs.append((i, i2))
+                    if not pairs:
+                        continue
+                    ia, ib = np.array(pairs).T
+                    both = ok[:, ia] & ok[:, ib]
+                    za, zb = z[:, ia][both], z[:, ib][both]
+                    if len(za) < KERNEL_MIN_PAIRS:
+                        continue
+                    rho = float(np.sum(za * zb) / np.sqrt(np.sum(za**2) * np.sum(zb**2) + 1e-12))
+                    R[a, b] = R[b, a] = max(rho, 0.0)
+            matrices.append(_nearest_correlation(R))
+        if all(np.max(R - np.eye(len(R)), initial=0.0) < KERNEL_MIN_CORRELATION for R in matrices):
+            return None
+        return cls(codes, matrices)
+
+    def cross(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Correlation between every unit in ``rows`` and every unit in ``cols``."""
+        out = np.ones((len(rows), len(cols)))
+        for j, R in enumerate(self.matrices):
+            out *= R[self.codes[rows, j]][:, self.codes[cols, j]]
+        return out
+
+
+def _nearest_correlation(R: np.ndarray, floor: float = 0.02) -> np.ndarray:
+    """A positive-definite correlation matrix near ``R`` (eigenvalues clipped, unit diagonal),
+    so that products of them are a valid kernel."""
+    w, V = np.linalg.eigh(R)
+    R = (V * np.maximum(w, floor)) @ V.T
+    d = np.sqrt(np.diag(R))
+    return R / d[:, None] / d[None, :]
 
 
 def objective_sign(objective: Objective) -> float:
@@ -321,7 +458,7 @@ def _stop_states(S: np.ndarray, sign: float) -> tuple[np.ndarray, np.ndarray, np
     return np.array(gaps), np.array(within, dtype=float), np.array(regret)
 
 
-def _level_inflation(P: np.ndarray, r: np.ndarray, var: np.ndarray, noise: np.ndarray) -> float:
+def _level_inflation(P: np.ndarray, r: np.ndarray, var: np.ndarray, resid_cov: np.ndarray) -> float:
     """The factor on the model level's prior variance that maximises the evidence of the
     target's residuals (type-II maximum likelihood over LEVEL_INFLATIONS): the level's spread
     across training models is the default, but a target far outside it (every config 3x faster
@@ -329,7 +466,7 @@ def _level_inflation(P: np.ndarray, r: np.ndarray, var: np.ndarray, noise: np.nd
     n = len(r)
     if n == 0:
         return 1.0
-    base = (P[:, 1:] * var[1:]) @ P[:, 1:].T + np.diag(noise)
+    base = (P[:, 1:] * var[1:]) @ P[:, 1:].T + resid_cov
     ones = P[:, 0:1] @ P[:, 0:1].T
     best, best_ll = 1.0, -np.inf
     for f in LEVEL_INFLATIONS:
