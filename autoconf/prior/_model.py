@@ -35,6 +35,9 @@ PRIOR_FORMAT_VERSION = 1
 CAPACITY_FLOOR_RPS = 1.0
 #: Ridge penalty of the config-feature regression.
 RIDGE_ALPHA = 1.0
+#: Leading entries of kops' feature vector (the roofline-like ones) in the model x config
+#: regression of :meth:`Prior.predict_from_features`.
+MODEL_FEATURES = 8
 
 
 def config_features(space: SearchSpace, config: Config) -> np.ndarray:
@@ -111,6 +114,44 @@ class Prior:
             return np.zeros(len(configs))
         X = np.stack([config_features(space, c) for c in configs])
         return X @ self.ridge_weights + self.ridge_bias
+
+    def predict_from_features(
+        self, space: SearchSpace, configs: list[Config], target_features: np.ndarray | None
+    ) -> np.ndarray | None:
+        """Scores of ``configs`` for a model with kops features ``target_features``: a ridge
+        regression of every training model's scores on its leading kops features (FLOPs,
+        parameters, bytes, intensity), the configs' features (GPU specs) and their products.
+        It follows a target's size across GPU specs where the mean over models cannot (a model
+        40x bigger than any in the history is bandwidth-bound on every GPU). None without
+        model features."""
+        F = self.model_features
+        if F is None or target_features is None or F.shape[0] != self.n_models:
+            return None
+        f = np.asarray(target_features, dtype=float)
+        if F.shape[1] != f.shape[0]:
+            return None
+        F, f = F[:, :MODEL_FEATURES], f[:MODEL_FEATURES]
+        C = np.stack([config_features(space, c) for c in configs])
+        C = C[:, C.std(0) > 0]
+
+        def design(model: np.ndarray) -> np.ndarray:
+            products = (model[None, :, None] * C[:, None, :]).reshape(len(C), -1)
+            return np.hstack([np.tile(model, (len(C), 1)), C, products])
+
+        X = np.vstack([design(F[k]) for k in range(len(F))])
+        y = self.matrix_for(space, configs).reshape(-1)
+        if self.kind == "log_capacity":  # a capacity at the floor is a failure, not a size
+            keep = np.isfinite(y) & np.greater(y, math.log(CAPACITY_FLOOR_RPS) + 1e-6)
+        else:
+            keep = np.isfinite(y)
+        if keep.sum() < X.shape[1]:
+            return None
+        mean, sd = X[keep].mean(0), X[keep].std(0) + 1e-9
+        Xn = (X[keep] - mean) / sd
+        level = float(y[keep].mean())
+        A = Xn.T @ Xn + RIDGE_ALPHA * np.eye(X.shape[1])
+        beta = np.linalg.solve(A, Xn.T @ (y[keep] - level))
+        return level + ((design(f) - mean) / sd) @ beta
 
     def matrix_for(self, space: SearchSpace, configs: list[Config]) -> np.ndarray:
         """Training scores over ``configs`` (K x N); configs unknown to the prior get the

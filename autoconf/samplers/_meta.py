@@ -2,10 +2,12 @@
 
 The surrogate is a Bayesian linear model of a config's *score* (see ``autoconf.prior``)::
 
-    score(c) = mu(c) + b0 + b1 * mu(c) + sum_k w_k * D_k(c) + sum_d v_d[c_d] + e(c)
+    score(c) = mu(c) + b0 + b1 * mu(c) + b2 * g(c) + sum_k w_k * D_k(c) + sum_d v_d[c_d] + e(c)
 
-``mu`` is the prior's mean over the training models and ``D_k`` each training model's deviation
-from it: the posterior over ``w`` re-weights the training models by how well they explain the
+``mu`` is the prior's mean over the training models, ``g`` what a regression on the target's
+kops features and the configs' GPU specs predicts (``Prior.predict_from_features``; its weight
+``b2`` learned from the target's measurements), ``D_k`` each training model's deviation from
+``mu``: the posterior over ``w`` re-weights the training models by how well they explain the
 target's observations so far (a Gaussian process whose kernel is the empirical covariance across
 models). ``v`` are main effects of each dimension's values (what a plain BO learns when the
 knowledge base is empty) and ``e`` a per-config residual whose variance is the training models'
@@ -71,6 +73,9 @@ RESIDUAL_RIDGE = 1.0
 LEVEL_INFLATIONS = (1.0, 4.0, 16.0, 64.0)
 #: The stopping rule's tolerance: the incumbent within this fraction of the optimum.
 STOP_WITHIN = 0.05
+#: Prior variance of the coefficient on the feature prediction (1: the target may follow it
+#: fully, or not at all).
+FEATURE_PREDICTION_VARIANCE = 1.0
 #: A residual correlation between two values of a dimension needs this many unit pairs.
 KERNEL_MIN_PAIRS = 30
 #: Below this correlation in every dimension the residuals are modelled as independent.
@@ -214,6 +219,13 @@ class _Surrogate:
             coef = np.linalg.solve(G, H.T @ D.T)  # columns x K
             self.effect_var = float(np.mean(coef**2)) + 1e-12
         self.D = D.T  # U x K
+        #: what the target's kops features predict (centred), a basis of the surrogate; None
+        #: without features
+        self.from_features = None
+        if use_prior:
+            pred = prior.predict_from_features(self.space, self.unit_configs, target_features)
+            if pred is not None:
+                self.from_features = pred - pred.mean()
         self.noise = noise  # None: estimated from the target's observations
         if noise is None or not hasattr(self, "tail"):
             self.tail = None
@@ -245,6 +257,8 @@ class _Surrogate:
             base = self.mu
             centred = self.mu - self.mu.mean()
             cols = [np.ones((U, 1)), centred[:, None], self.D, self.H]
+            if self.from_features is not None:
+                cols.append(self.from_features[:, None])
             v_b0 = self.level_sd**2
             v_h = MAIN_EFFECT_VARIANCE * (
                 self.effect_var if self.effect_var is not None else float(np.mean(self.noise))
@@ -255,6 +269,7 @@ class _Surrogate:
                     [self.slope_var],
                     np.full(K, MODEL_WEIGHT_VARIANCE / K),
                     np.full(self.H.shape[1], v_h),
+                    [FEATURE_PREDICTION_VARIANCE] if self.from_features is not None else [],
                 ]
             )
             noise = self.noise
