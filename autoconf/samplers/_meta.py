@@ -312,13 +312,7 @@ class _Surrogate:
         m = base + Phi @ w
         V = np.linalg.solve(L, Phi.T)
         v = (V**2).sum(0) + noise
-        seen = np.zeros(U, dtype=bool)
-        seen[units] = True
-        sums = np.bincount(units, weights=y, minlength=U)
-        counts = np.bincount(units, minlength=U)
-        m[seen] = sums[seen] / counts[seen]
-        v[seen] = MEASUREMENT_NOISE**2 * np.mean(noise)
-        return m, np.sqrt(v)
+        return _pin_measured(m, v, units, y, noise)
 
     def _fit_correlated(
         self,
@@ -353,13 +347,21 @@ class _Surrogate:
             Ci = np.linalg.solve(L.T, np.linalg.solve(L, np.eye(len(units))))
             z2 = alpha**2 / np.diag(Ci)
             v *= float(np.clip((z2.sum() + 2.0) / (len(units) + 2.0), LOO_SCALE_MIN, 4.0))
-        seen = np.zeros(U, dtype=bool)
-        seen[units] = True
-        sums = np.bincount(units, weights=y, minlength=U)
-        counts = np.bincount(units, minlength=U)
-        m[seen] = sums[seen] / counts[seen]
-        v[seen] = MEASUREMENT_NOISE**2 * np.mean(noise)
-        return m, np.sqrt(v)
+        return _pin_measured(m, v, units, y, noise)
+
+
+def _pin_measured(
+    m: np.ndarray, v: np.ndarray, units: np.ndarray, y: np.ndarray, noise: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and sd with every measured unit at its measured mean, known up to
+    MEASUREMENT_NOISE (its other replica counts follow from it)."""
+    seen = np.zeros(len(m), dtype=bool)
+    seen[units] = True
+    sums = np.bincount(units, weights=y, minlength=len(m))
+    counts = np.bincount(units, minlength=len(m))
+    m[seen] = sums[seen] / counts[seen]
+    v[seen] = MEASUREMENT_NOISE**2 * np.mean(noise)
+    return m, np.sqrt(v)
 
 
 class _ResidualKernel:
