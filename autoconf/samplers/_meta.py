@@ -391,26 +391,22 @@ class _ResidualKernel:
         codes = np.array(
             [[vals.index(getattr(c, d)) for d, vals in zip(dims, value_lists)] for c in configs]
         )
-        index = {tuple(row): i for i, row in enumerate(codes)}
+        sizes = [len(vals) for vals in value_lists]
         ok = np.ones_like(z, dtype=bool) if informative is None else informative
         matrices = []
-        for j, vals in enumerate(value_lists):
-            n = len(vals)
+        for j, n in enumerate(sizes):
+            # units grouped by their values in every other dimension: unit_at[g, a] is the
+            # unit of group g with value a in dimension j (-1: not in the space)
+            rest = [k for k in range(len(sizes)) if k != j]
+            group = np.ravel_multi_index(codes[:, rest].T, [sizes[k] for k in rest])
+            groups, group = np.unique(group, return_inverse=True)
+            unit_at = np.full((len(groups), n), -1)
+            unit_at[group, codes[:, j]] = np.arange(len(codes))
             R = np.eye(n)
             for a in range(n):
                 for b in range(a + 1, n):
-                    pairs = []
-                    for i, row in enumerate(codes):
-                        if row[j] != a:
-                            continue
-                        other = row.copy()
-                        other[j] = b
-                        i2 = index.get(tuple(other))
-                        if i2 is not None:
-                            pairs.append((i, i2))
-                    if not pairs:
-                        continue
-                    ia, ib = np.array(pairs).T
+                    pair = (unit_at[:, a] >= 0) & (unit_at[:, b] >= 0)
+                    ia, ib = unit_at[pair, a], unit_at[pair, b]
                     both = ok[:, ia] & ok[:, ib]
                     za, zb = z[:, ia][both], z[:, ib][both]
                     if len(za) < KERNEL_MIN_PAIRS:
