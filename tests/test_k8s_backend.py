@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from kubernetes import client
-from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from k8s_double import FakeNode, KubeApiDouble  # noqa: E402
@@ -73,13 +71,8 @@ def _generator_log(job: dict, pod: dict, index: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
-    path = tmp_path_factory.mktemp("m") / "tiny.onnx"
-    onnx.save(helper.make_model(graph), path)
-    return path
+def model(relu_model: Path) -> Path:
+    return relu_model
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx
 import pytest
 import yaml
-from onnx import TensorProto, helper
 
 from stress import DeploymentSpec, StressError, render_plan_manifests, validate_manifests
 from stress._manifests import (
@@ -24,13 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
-    path = tmp_path_factory.mktemp("m") / "tiny.onnx"
-    onnx.save(helper.make_model(graph), path)
-    return path
+def model(relu_model: Path) -> Path:
+    return relu_model
 
 
 def _spec(model: Path, **kw) -> DeploymentSpec:
