@@ -79,15 +79,21 @@ def _check_external_data(loaded: LoadedModel) -> None:
         )
 
 
-def _all_initializers(graph: onnx.GraphProto):
-    yield from graph.initializer
+def all_graphs(graph: onnx.GraphProto):
+    """``graph`` and every subgraph nested in its nodes (If/Loop/Scan bodies), at any depth."""
+    yield graph
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_initializers(attr.g)
+                yield from all_graphs(attr.g)
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for g in attr.graphs:
-                    yield from _all_initializers(g)
+                    yield from all_graphs(g)
+
+
+def _all_initializers(graph: onnx.GraphProto):
+    for g in all_graphs(graph):
+        yield from g.initializer
 
 
 def graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:

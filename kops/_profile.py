@@ -418,7 +418,8 @@ def _param_totals(graph: onnx.GraphProto) -> tuple[int, int]:
     tensors = list(_load._all_initializers(graph))
     tensors += [
         a.t
-        for n in _all_nodes(graph)
+        for g in _load.all_graphs(graph)
+        for n in g.node
         if n.op_type == "Constant"
         for a in n.attribute
         if a.type == onnx.AttributeProto.TENSOR
@@ -429,17 +430,6 @@ def _param_totals(graph: onnx.GraphProto) -> tuple[int, int]:
         if t.data_type in _PARAM_TYPES:
             params += n
     return int(params), int(nbytes)
-
-
-def _all_nodes(graph: onnx.GraphProto):
-    for node in graph.node:
-        yield node
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    yield from _all_nodes(g)
 
 
 def profile(path: str | os.PathLike, dims: dict[str, int] | None = None) -> ModelProfile:

@@ -168,6 +168,10 @@ def test_subgraphs_and_local_functions(tmp_path):
     one = 2 * 4 * 4 * 4
     # loop body x3, the costlier If branch, two matmuls inlined from the local function
     assert prof.op_types["MatMul"].flops == 3 * one + one + 2 * one
+    # weights inside the Loop and If bodies count: fw, lw and bw (16 floats each), plus the
+    # two scalar Constants' bytes (int64 + bool)
+    assert prof.total_params == 3 * 16
+    assert prof.param_bytes == 3 * 16 * 4 + 8 + 1
     assert prof.unknown_ops == {}
 
 
