@@ -3,7 +3,7 @@
 from ._errors import UserError
 from ._objective import Objective
 from ._space import GpuSpec, SearchSpace, load_space
-from ._types import Config, Load, Measurement
+from ._types import Config, Load, Measurement, ModelTable
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,7 @@ __all__ = [
     "GpuSpec",
     "Load",
     "Measurement",
+    "ModelTable",
     "Objective",
     "Plan",
     "SearchOptions",

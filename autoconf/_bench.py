@@ -23,8 +23,8 @@ import optuna
 
 from ._errors import UserError
 from ._study import run_trials
-from ._types import Measurement
-from .samplers import ModelTable, SamplerContext, make_sampler
+from ._types import Measurement, ModelTable
+from .samplers import SamplerContext, make_sampler
 
 #: A Falcon search counts as successful at its first config scoring above this.
 FALCON_SUCCESS_SCORE = 0.9

@@ -1,11 +1,17 @@
-"""Plain data that flows through a search: a config, a load, a measurement."""
+"""Plain data that flows through a search: a config, a load, a measurement, a model's table."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ._objective import Objective
+    from ._space import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -106,3 +112,18 @@ class Measurement:
         return cls(
             ok=False, cost_per_hour=cost_per_hour, error=error, wall_s=wall_s, error_rate=1.0
         )
+
+
+@dataclass
+class ModelTable:
+    """Every measured config of one model: a benchmark's ground truth or a knowledge-base slice.
+
+    ``features`` is the model's kops feature vector, ``None`` for tables without a model file
+    (the Falcon tables).
+    """
+
+    name: str
+    space: SearchSpace
+    objective: Objective
+    results: dict[Config, Measurement]
+    features: np.ndarray | None = None

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from autoconf import Config, Load, Measurement, Objective, UserError, load_space
+from autoconf import Config, Load, Measurement, ModelTable, Objective, UserError, load_space
 from autoconf.backends import get_backend
 from autoconf.backends._replay import load_tables, write_tables
-from autoconf.samplers import ModelTable
 
 FALCON = Path("/work/shared/data/falcon/sources")
 

@@ -8,9 +8,9 @@ import numpy as np
 import optuna
 import pytest
 
-from autoconf import Config, Measurement, Objective, SearchSpace
+from autoconf import Config, Measurement, ModelTable, Objective, SearchSpace
 from autoconf._study import distributions, run_trials, tell
-from autoconf.samplers import ModelTable, SamplerContext, make_sampler
+from autoconf.samplers import SamplerContext, make_sampler
 from autoconf.samplers._meta import MetaSampler, confidence_within_5pct, should_stop
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

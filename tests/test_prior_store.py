@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoconf import Measurement, Objective, SearchSpace, UserError
+from autoconf import Measurement, ModelTable, Objective, SearchSpace, UserError
 from autoconf.cli import main
 from autoconf.prior import KnowledgeBase, import_tables, load_prior, train_prior
-from autoconf.samplers import ModelTable
 
 
 def small_space(gpus=("T4", "V100")) -> SearchSpace:

@@ -37,8 +37,7 @@ import yaml
 from .._errors import UserError
 from .._objective import Objective
 from .._space import SearchSpace, load_space
-from .._types import Config, Load, Measurement
-from ..samplers import ModelTable
+from .._types import Config, Load, Measurement, ModelTable
 from ._base import Backend
 
 FALCON_COLUMNS = ("batchsize", "cpus", "gpumem", "gpupower", "gputype", "norm.(rps/budget)")

@@ -68,8 +68,7 @@ import numpy as np
 from .._errors import UserError
 from .._objective import Objective
 from .._space import SearchSpace, load_space
-from .._types import Config, Load, Measurement
-from ..samplers import ModelTable
+from .._types import Config, Load, Measurement, ModelTable
 from ._base import Backend
 
 SIM_VERSION = "3"  # 3: arrivals conditioned on their count, offered_rps

@@ -27,8 +27,7 @@ import numpy as np
 
 from .._errors import UserError
 from .._space import SearchSpace
-from .._types import Config, Measurement
-from ..samplers import ModelTable
+from .._types import Config, Measurement, ModelTable
 
 PRIOR_FORMAT_VERSION = 1
 #: Capacities below this (requests/s per replica) count as this (see samplers._meta).

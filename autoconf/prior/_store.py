@@ -18,8 +18,7 @@ import numpy as np
 from .._errors import UserError
 from .._objective import Objective
 from .._space import SearchSpace, load_space
-from .._types import Config, Measurement
-from ..samplers import ModelTable
+from .._types import Config, Measurement, ModelTable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS autoconf_kb_models (

@@ -12,22 +12,7 @@ import optuna
 from .._errors import UserError
 from .._objective import Objective
 from .._space import SearchSpace
-from .._types import Config, Measurement
-
-
-@dataclass
-class ModelTable:
-    """Every measured config of one model: a benchmark's ground truth or a knowledge-base slice.
-
-    ``features`` is the model's kops feature vector, ``None`` for tables without a model file
-    (the Falcon tables).
-    """
-
-    name: str
-    space: SearchSpace
-    objective: Objective
-    results: dict[Config, Measurement]
-    features: np.ndarray | None = None
+from .._types import ModelTable
 
 
 @dataclass
