@@ -339,9 +339,11 @@ def verdict_reasons(result: CapacityResult) -> list[str]:
                 f"the lowest failing step ({bound.target_rps:,.1f} req/s) was disturbed: "
                 + "; ".join(bound.unstable_reasons)
             )
-        if result.capacity_rps > 0 and bound.target_rps > WIDE_BRACKET * result.capacity_rps:
+        # A saturated step bounds the capacity by the rate it served, not the rate offered.
+        top_rps = min(min(s.target_rps, (saturated_rps(s) or math.inf) * MU_SLACK) for s in above)
+        if result.capacity_rps > 0 and top_rps > WIDE_BRACKET * result.capacity_rps:
             reasons.append(
-                f"not bracketed: the SLO failed only at {bound.target_rps:,.1f} req/s, over "
+                f"not bracketed: the SLO failed only above {top_rps:,.1f} req/s, over "
                 f"{WIDE_BRACKET:g}x the capacity found ({result.capacity_rps:,.1f})"
             )
     return reasons
