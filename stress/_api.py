@@ -57,6 +57,13 @@ class LoadResult:
 
     Latencies are exact (not Locust's rounded percentiles) and timed from each request's
     *scheduled* send time, so queueing in the generator counts (no coordinated omission).
+
+    ``stable`` says whether the figures can be trusted (:mod:`stress._stability`): the last
+    windows agreed (``throughput_spread``/``latency_spread``, max/min - 1 over the last 3), the
+    step ran to its end, at most 1 % of requests left late (``late_send_share``), the generator
+    had CPU to spare (``generator_cpu_headroom``, a share of a core) and nothing else took the
+    measured cores (``interference``); ``unstable_reasons`` says what failed, one line each.
+    ``windows`` are the per-window figures (``WindowStats.to_dict``).
     """
 
     target_rps: float
@@ -75,16 +82,62 @@ class LoadResult:
     generator_processes: int = 1
     aborted_early: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    stable: bool = True
+    throughput_spread: float = 0.0
+    latency_spread: float = 0.0
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    late_send_share: float = 0.0
+    generator_cpu_headroom: float | None = None
+    unstable_reasons: list[str] = field(default_factory=list)
+    interference: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (non-finite numbers as ``None``), ``extra`` included."""
+        from dataclasses import asdict
+
+        return _json_safe(asdict(self))
 
 
 @dataclass
 class CapacityResult:
-    """The highest arrival rate whose p99 met the SLO, and the steps that found it."""
+    """The highest arrival rate whose p99 met the SLO, and the steps that found it.
+
+    ``stable`` is false, with ``unstable_reasons``, when the answer rests on a step that stayed
+    unstable or disturbed after re-measuring, or when the search could not bracket it.
+    """
 
     capacity_rps: float
     slo_p99_ms: float
     steps: list[LoadResult]
     at_capacity: LoadResult | None
+    stable: bool = True
+    unstable_reasons: list[str] = field(default_factory=list)
+    remeasured: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data: the figures, the verdict and every step's ``LoadResult.to_dict``."""
+        return _json_safe(
+            {
+                "capacity_rps": self.capacity_rps,
+                "slo_p99_ms": self.slo_p99_ms,
+                "stable": self.stable,
+                "unstable_reasons": list(self.unstable_reasons),
+                "remeasured": self.remeasured,
+                "at_capacity": self.at_capacity.to_dict() if self.at_capacity else None,
+                "steps": [s.to_dict() for s in self.steps],
+            }
+        )
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf -> None, tuples -> lists, so the data is valid JSON."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 class Deployment(abc.ABC):

@@ -17,10 +17,25 @@ where the SLO is crossed; the search measures the server's maximum rate instead:
 A model fitted to passing points alone never places a probe: such points may all sit on the
 flat part of the curve. The answer is the highest *measured* passing rate; :func:`upper_bound`
 gives the lowest failing rate above it.
+
+Trust: a step whose figures are not stable (:attr:`LoadResult.stable`) is measured again, at
+most :data:`MAX_REMEASURES` times per search: a passing step that was unstable or disturbed, a
+failing one that was disturbed (other processes on the cores, a starved generator: the failure
+may be theirs), a saturation probe whose served rate wandered. What stays unstable is kept and
+the :class:`CapacityResult` says so (``stable`` false, ``unstable_reasons``), as it does when
+the answer is not bracketed (the lowest failure over :data:`WIDE_BRACKET` times the answer).
+
+A capacity equal to the start rate with every later step failing (the Quickstart's 50.0 req/s
+on a config that serves ~1,000) came from a bracket placed by a probe measured while the machine
+was quieter than during the bisection that followed: every step in it failed, each reopening
+went only 0.7x lower, and the steps ran out. The reopening now goes halfway (geometrically)
+down to the highest pass when the bracket sits far above it, a lower saturation rate measured
+later re-places the bracket, and the disturbed steps are re-measured or flagged.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 from ._api import CapacityResult, Deployment, LoadResult, StressError
@@ -62,6 +77,15 @@ FLOOR_MU_SHARE = 0.6
 FLOOR_DROP = 0.7
 #: The SLO capacity lies below the measured maximum rate, up to this slack for noise.
 MU_SLACK = 1.03
+#: A bracket whose floor is this far above the highest pass reopens geometrically, not by
+#: FLOOR_DROP (a floor placed by a measurement the later steps contradict).
+FAR_FLOOR = 4.0
+#: Steps measured again per search because their figures were not stable.
+MAX_REMEASURES = 2
+#: The answer is flagged when the lowest failing rate above it is more than this multiple.
+WIDE_BRACKET = 2.0
+
+log = logging.getLogger(__name__)
 
 
 def step_passes(result: LoadResult, slo_p99_ms: float, max_error_rate: float = 0.01) -> bool:
@@ -208,18 +232,28 @@ def capacity_search(
     points: list[tuple[float, float, bool]] = []
     floor: float | None = None  # the bracket's lower end set by the queue model (unmeasured)
     probing = False
+    remeasures = 0
     for i in range(max_steps):
         if probing:
             # A saturation probe: short, never cut short, so its served rate is a measurement.
             step_s = max(min(duration_s, PROBE_S), min(MIN_SAMPLES / rate, 3.0 * duration_s))
-            res = deployment.open_loop(rate, step_s, warmup_s, abort_p99_ms=None)
+            abort = None
         else:
             step_s = max(duration_s, min(MIN_SAMPLES / rate, 3.0 * duration_s))
-            res = deployment.open_loop(rate, step_s, warmup_s, abort_p99_ms=slo_p99_ms)
-        steps.append(res)
-        passed = step_passes(res, slo_p99_ms, max_error_rate)
-        res.extra["passed"] = passed
-        res.extra["probe"] = probing
+            abort = slo_p99_ms
+        while True:
+            res = deployment.open_loop(rate, step_s, warmup_s, abort_p99_ms=abort)
+            steps.append(res)
+            passed = step_passes(res, slo_p99_ms, max_error_rate)
+            res.extra["passed"] = passed
+            res.extra["probe"] = probing
+            if remeasures >= MAX_REMEASURES or not needs_remeasure(res, passed, probing):
+                break
+            remeasures += 1
+            res.extra["superseded"] = True
+            log.info(
+                "step at %g req/s not stable (%s): measuring it again", rate, res.unstable_reasons
+            )
         saturated = None if passed else saturated_rps(res)
         if passed:
             if rate >= lo:
@@ -227,6 +261,8 @@ def capacity_search(
         else:
             upper = rate
             if saturated is not None and saturated * MU_SLACK > lo:
+                if mu is not None and saturated < mu / MU_SLACK:
+                    floor = None  # the server serves less than the probe said: re-place it
                 mu = saturated
                 upper = min(rate, saturated * MU_SLACK)
             hi = upper if hi is None else min(hi, upper)
@@ -246,7 +282,7 @@ def capacity_search(
         low = max(lo, floor or 0.0)
         if (hi - low) <= RESOLUTION * hi and low > lo:
             # Everything down to the model's floor failed: reopen the bracket below it.
-            floor = low = max(lo, FLOOR_DROP * low)
+            floor = low = _reopen(lo, low)
         if lo == 0.0 and low == 0.0:
             # Nothing passed or served yet: just below the saturation rate, else far below.
             rate = min(0.8 * mu, hi / 1.25) if mu is not None else hi / 4.0
@@ -256,8 +292,58 @@ def capacity_search(
         if i == max_steps - 2 and low > lo and hi < low * 1.25:
             # Last step and nothing in the bracket passed yet: secure a measured answer below it
             # rather than leave the start rate as the capacity.
-            rate = FLOOR_DROP * low
+            rate = _reopen(lo, low)
             continue
         # Geometric midpoint while the bracket spans more than 2x, arithmetic once narrow.
         rate = math.sqrt(low * hi) if hi > 2.0 * low else (low + hi) / 2.0
-    return CapacityResult(capacity_rps=lo, slo_p99_ms=slo_p99_ms, steps=steps, at_capacity=best)
+    result = CapacityResult(capacity_rps=lo, slo_p99_ms=slo_p99_ms, steps=steps, at_capacity=best)
+    result.remeasured = remeasures
+    result.unstable_reasons = verdict_reasons(result)
+    result.stable = not result.unstable_reasons
+    return result
+
+
+def _reopen(lo: float, low: float) -> float:
+    """The next floor when everything down to ``low`` failed: FLOOR_DROP below it, or halfway
+    (geometrically) down to the highest pass ``lo`` when the floor sits far above it."""
+    if lo > 0 and low > FAR_FLOOR * lo:
+        return math.sqrt(lo * low)
+    return max(lo, FLOOR_DROP * low)
+
+
+def needs_remeasure(result: LoadResult, passed: bool, probe: bool) -> bool:
+    """Whether a step's verdict rests on figures that were not stable (see the module doc)."""
+    if result.stable:
+        return False
+    if passed or probe:
+        return not result.extra.get("oversubscribed")
+    # A failure is a failure unless something else may have caused it.
+    return bool(result.extra.get("disturbed"))
+
+
+def verdict_reasons(result: CapacityResult) -> list[str]:
+    """Why the capacity found cannot be trusted as is (empty when it can)."""
+    reasons = []
+    top = result.at_capacity
+    if top is not None and not top.stable:
+        reasons.append(
+            f"the step at capacity ({top.target_rps:,.1f} req/s) was not stable: "
+            + "; ".join(top.unstable_reasons)
+        )
+    final = [s for s in result.steps if not s.extra.get("superseded")]
+    above = [s for s in final if not s.extra.get("passed") and s.target_rps > result.capacity_rps]
+    if above:
+        bound = min(above, key=lambda s: s.target_rps)
+        if bound.extra.get("disturbed"):
+            reasons.append(
+                f"the lowest failing step ({bound.target_rps:,.1f} req/s) was disturbed: "
+                + "; ".join(bound.unstable_reasons)
+            )
+        # A saturated step bounds the capacity by the rate it served, not the rate offered.
+        top_rps = min(min(s.target_rps, (saturated_rps(s) or math.inf) * MU_SLACK) for s in above)
+        if result.capacity_rps > 0 and top_rps > WIDE_BRACKET * result.capacity_rps:
+            reasons.append(
+                f"not bracketed: the SLO failed only above {top_rps:,.1f} req/s, over "
+                f"{WIDE_BRACKET:g}x the capacity found ({result.capacity_rps:,.1f})"
+            )
+    return reasons

@@ -1,8 +1,12 @@
 """Local deployments: ``replicas`` model-server processes on this machine.
 
 Each replica is ``python -m stress.server`` on a free port, with ``ceil(cpu_cores)`` intra-op
-threads and pinned to as many cores (``os.sched_setaffinity``, where the OS allows; replicas
-wrap around when they ask for more cores than there are). Every server runs in its own process
+threads (ONNX Runtime's thread pool not spinning, so an idle worker does not burn the core a
+batcher or another replica needs) and pinned to as many cores of its own
+(``os.sched_setaffinity``, where the OS allows). :data:`GENERATOR_CORES` cores stay reserved for
+the load generator, which is pinned to them: a deployment that needs more cores than the machine
+has beside the generator is refused with a :class:`DeployError` (``oversubscribe=True`` wraps
+the replicas around the cores instead, and every measurement says so). Every server runs in its own process
 group and is stopped on teardown, at interpreter exit, on SIGTERM/SIGINT and, through
 ``PR_SET_PDEATHSIG`` (set by the server itself), even when the parent dies hard. A server that exits while the load runs
 (a crash, an OOM kill) stops the measurement with a :class:`DeployError`.
@@ -29,6 +33,7 @@ from typing import Any
 from ._api import Deployer, DeployError, Deployment, DeploymentSpec, LoadResult, StressError
 from ._load import DEFAULT_INFLIGHT_CAP, input_signature
 from ._load import open_loop as _open_loop
+from ._stability import MAX_WINDOWS
 
 _LIVE: set[LocalDeployment] = set()
 _LIVE_LOCK = threading.Lock()
@@ -77,16 +82,43 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def core_sets(replicas: int, cpu_cores: float) -> list[list[int]]:
-    """The cores each replica is pinned to: consecutive blocks of ``ceil(cpu_cores)`` over the
-    usable cores, wrapping around when the deployment asks for more than the machine has."""
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+#: Cores kept for the load generator on a local deployment (the servers never run there).
+GENERATOR_CORES = 1
+
+
+def core_sets(
+    replicas: int,
+    cpu_cores: float,
+    reserve: int = GENERATOR_CORES,
+    oversubscribe: bool = False,
+    allowed: list[int] | None = None,
+) -> tuple[list[list[int]], list[int]]:
+    """The cores each replica is pinned to, and the cores left to the load generator.
+
+    Replicas take consecutive blocks of ``ceil(cpu_cores)`` cores after the ``reserve`` cores
+    kept for the generator. Too few cores raise :class:`DeployError` (one line) unless
+    ``oversubscribe``: then the replicas wrap around all the cores, the generator's included.
+    """
+    if allowed is None:
+        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     per = max(1, math.ceil(cpu_cores))
     if not allowed:
-        return [[] for _ in range(replicas)]
-    return [
+        return [[] for _ in range(replicas)], []
+    need = replicas * per
+    if need + reserve <= len(allowed):
+        gen, free = allowed[:reserve], allowed[reserve:]
+        return [sorted(free[r * per : (r + 1) * per]) for r in range(replicas)], gen
+    if not oversubscribe:
+        raise DeployError(
+            f"{replicas} replica(s) x {per} core(s) and {reserve} core(s) for the load generator "
+            f"need {need + reserve} cores; this machine offers {len(allowed)} (pass "
+            "oversubscribe=True to share cores, measurements then marked unstable)"
+        )
+    sets = [
         sorted({allowed[(r * per + j) % len(allowed)] for j in range(per)}) for r in range(replicas)
     ]
+    used = {c for cs in sets for c in cs}
+    return sets, [c for c in allowed if c not in used] or allowed
 
 
 class LocalDeployment(Deployment):
@@ -99,6 +131,7 @@ class LocalDeployment(Deployment):
         self.ports: list[int] = []
         self.cores: list[list[int]] = []
         self.generator_cores: list[int] = []
+        self.oversubscribed = False
         self.pinned = False
         self._logs: list[Path] = []
         self._tmp = Path(tempfile.mkdtemp(prefix="stress-local-"))
@@ -112,11 +145,13 @@ class LocalDeployment(Deployment):
 
     def start(self) -> None:
         spec = self.spec
-        self.cores = core_sets(spec.replicas, spec.cpu_cores)
-        # The load generator runs on the cores the servers leave free (all of them if none).
-        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-        used = {c for cs in self.cores for c in cs}
-        self.generator_cores = [c for c in allowed if c not in used] or allowed
+        self.cores, self.generator_cores = core_sets(
+            spec.replicas, spec.cpu_cores, oversubscribe=self.deployer.oversubscribe
+        )
+        used = [c for cs in self.cores for c in cs]
+        self.oversubscribed = len(set(used)) < len(used) or bool(
+            set(used) & set(self.generator_cores)
+        )
         threads = max(1, math.ceil(spec.cpu_cores))
         device = "cuda" if spec.uses_gpu else "cpu"
         ports = list(self.deployer.ports or [])
@@ -228,7 +263,16 @@ class LocalDeployment(Deployment):
             dims=self.deployer.dims,
             check_alive=self.check_alive,
             cpu_affinity=self.generator_cores if self.pinned else None,
+            server_pids=[p.pid for p in self.procs],
+            server_cores=sorted({c for cs in self.cores for c in cs}) if self.pinned else None,
+            max_windows=self.deployer.max_windows,
         )
+        if self.oversubscribed:
+            result.stable = False
+            result.extra["oversubscribed"] = True
+            result.unstable_reasons.append(
+                "oversubscribed: replicas and the load generator share cores"
+            )
         result.extra.update(
             replicas=len(self.procs),
             pinned=self.pinned,
@@ -274,7 +318,10 @@ class LocalDeployer(Deployer):
 
     ``ready_timeout_s`` bounds the start-up; ``ports`` fixes the replicas' ports (free ports by
     default); ``generator_processes`` forces the number of Locust processes (by rate otherwise);
-    ``dims`` sets symbolic input dimensions (e.g. ``{"sequence": 128}``) of the requests.
+    ``dims`` sets symbolic input dimensions (e.g. ``{"sequence": 128}``) of the requests;
+    ``oversubscribe`` lets a deployment share cores (with the generator, between replicas) on a
+    machine too small for it instead of refusing it; ``max_windows`` bounds the windows a
+    measurement adds while unstable (:mod:`stress._stability`).
     """
 
     name = "local"
@@ -288,6 +335,8 @@ class LocalDeployer(Deployer):
         inflight_cap: int = DEFAULT_INFLIGHT_CAP,
         request_timeout_s: float = 30.0,
         dims: dict[str, int] | None = None,
+        oversubscribe: bool = False,
+        max_windows: int = MAX_WINDOWS,
     ) -> None:
         self.ready_timeout_s = float(ready_timeout_s)
         self.host = host
@@ -296,6 +345,8 @@ class LocalDeployer(Deployer):
         self.inflight_cap = int(inflight_cap)
         self.request_timeout_s = float(request_timeout_s)
         self.dims = dims
+        self.oversubscribe = bool(oversubscribe)
+        self.max_windows = int(max_windows)
 
     def deploy(self, spec: DeploymentSpec) -> LocalDeployment:
         if not Path(spec.model_path).is_file():

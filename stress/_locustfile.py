@@ -163,6 +163,8 @@ class _State:
         self.service_ms: list[float] = []
         self.ok: list[int] = []
         self.done_at: list[float] = []
+        self.send_lag_ms: list[float] = []  # scheduled -> actual send, aligned with the above
+        self.lag_by_rid: dict[int, float] = {}
         self.pending: dict[int, float] = {}
         self.over = 0
 
@@ -176,6 +178,7 @@ class _State:
         self.service_ms.append(float(service_ms))
         self.ok.append(1 if ok else 0)
         self.done_at.append(now - self.base)
+        self.send_lag_ms.append(self.lag_by_rid.pop(rid, float("nan")))
         if self.abort_s is not None and rel >= self.warmup_s and (lat > self.abort_s or not ok):
             self.over += 1
 
@@ -184,20 +187,28 @@ class _State:
 
 
 def arrival_times(
-    rate: float, warmup_s: float, duration_s: float, rng: random.Random
+    rate: float, warmup_s: float, duration_s: float, rng: random.Random, windows: int = 1
 ) -> list[float]:
-    """Poisson arrivals conditioned on their count: exactly ``round(rate * duration_s)`` in the
-    measured window ``[warmup_s, warmup_s + duration_s)`` (and ``round(rate * warmup_s)`` in the
-    warm-up before it), at sorted uniform times.
+    """Poisson arrivals conditioned on their count: exactly ``round(rate * duration_s / windows)``
+    in each of ``windows`` equal windows of the measured time ``[warmup_s, warmup_s +
+    duration_s)`` (and ``round(rate * warmup_s)`` in the warm-up before it), at sorted uniform
+    times.
 
     Given its count, a Poisson process's arrival times are independent uniforms over the window,
     so this is the same process with the count's noise removed: a free-running exponential
     clock offers +-1/sqrt(rate x duration) of the target by chance (40 rps x 3 s sent 0.933 of
-    it), which a step's pass/fail must not depend on.
+    it), which a step's pass/fail must not depend on; per window, so that every window of the
+    stability rule (:mod:`stress._stability`) offers the same number of requests.
     """
     warm = sorted(rng.uniform(0.0, warmup_s) for _ in range(round(rate * warmup_s)))
-    n = round(rate * duration_s)
-    return warm + sorted(warmup_s + rng.uniform(0.0, duration_s) for _ in range(n))
+    windows = max(1, int(windows))
+    length = duration_s / windows
+    n = round(rate * length)
+    out = warm
+    for k in range(windows):
+        start = warmup_s + k * length
+        out += sorted(start + rng.uniform(0.0, length) for _ in range(n))
+    return out
 
 
 def run_open_loop(user: FastHttpUser, cfg: dict) -> dict:
@@ -222,7 +233,9 @@ def run_open_loop(user: FastHttpUser, cfg: dict) -> dict:
     cpu0 = time.process_time()
 
     def one(rid: int, t_sched: float, url: str, body: bytes) -> None:
-        lag_ms.append((time.perf_counter() - t_sched) * 1000.0)
+        lag = (time.perf_counter() - t_sched) * 1000.0
+        lag_ms.append(lag)
+        st.lag_by_rid[rid] = lag
         user.client.post(
             url, data=body, headers=headers, name="infer", context={"t_sched": t_sched, "rid": rid}
         )
@@ -230,7 +243,7 @@ def run_open_loop(user: FastHttpUser, cfg: dict) -> dict:
     gevent.sleep(max(0.0, base - time.perf_counter()))
     rid = 0
     aborted = False
-    for t in arrival_times(rate, warmup, duration, rng):
+    for t in arrival_times(rate, warmup, duration, rng, int(cfg.get("windows", 1))):
         delay = base + t - time.perf_counter()
         if delay > 0:
             gevent.sleep(delay)
@@ -245,6 +258,7 @@ def run_open_loop(user: FastHttpUser, cfg: dict) -> dict:
             st.service_ms.append(float("nan"))
             st.ok.append(0)
             st.done_at.append(t)
+            st.send_lag_ms.append(float("nan"))
             if t >= warmup:
                 st.over += 1
             continue
@@ -270,6 +284,7 @@ def run_open_loop(user: FastHttpUser, cfg: dict) -> dict:
         st.service_ms.append(float("nan"))
         st.ok.append(0)
         st.done_at.append(now - base)
+        st.send_lag_ms.append(st.lag_by_rid.pop(r, float("nan")))
     wall = time.perf_counter() - base
     lag = sorted(lag_ms)
     return {
@@ -291,6 +306,7 @@ def run_open_loop(user: FastHttpUser, cfg: dict) -> dict:
         "service_ms": [x if x == x else None for x in st.service_ms],
         "ok": st.ok,
         "done_s": st.done_at,
+        "send_lag_ms": [x if x == x else None for x in st.send_lag_ms],
     }
 
 
@@ -324,14 +340,6 @@ def main(argv: list[str]) -> int:
     env = Environment(user_classes=[OpenLoopUser], events=events)
     runner = env.create_local_runner()
     user = OpenLoopUser(env)
-    result = {}
-    if cfg.get("handshake"):
-        # Tell the parent the (slow) imports are done; it answers with the common start time.
-        print("READY", flush=True)
-        line = sys.stdin.readline().split()
-        if not line or line[0] != "GO":
-            return 1
-        cfg["start_at"] = float(line[1])
 
     def stop(*_):
         # SIGTERM from the parent: finish early; what was measured so far is still written.
@@ -339,12 +347,30 @@ def main(argv: list[str]) -> int:
 
     gevent.signal_handler(15, stop)
     try:
-        result = run_open_loop(user, cfg)
+        if not cfg.get("handshake"):
+            _run_segment(user, env, cfg)
+            return 0
+        # Tell the parent the (slow) imports are done; it answers with segments to run, each
+        # "GO START_AT [DURATION_S WARMUP_S WINDOWS OUT]", on a common clock, until it closes
+        # stdin: more windows of one measurement without re-importing anything.
+        print("READY", flush=True)
+        while True:
+            line = sys.stdin.readline().split()
+            if not line or line[0] != "GO":
+                return 0
+            seg = dict(cfg, start_at=float(line[1]))
+            if len(line) >= 6:
+                seg.update(duration_s=float(line[2]), warmup_s=float(line[3]), windows=int(line[4]))
+                seg["out"] = line[5]
+            _run_segment(user, env, seg)
     finally:
         runner.quit()
+
+
+def _run_segment(user: OpenLoopUser, env: Environment, cfg: dict) -> None:
+    result = run_open_loop(user, cfg)
     result["locust_requests"] = env.stats.total.num_requests
     _emit(result, cfg)
-    return 0
 
 
 if __name__ == "__main__":

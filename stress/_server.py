@@ -112,6 +112,11 @@ class ModelServer:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(threads))
         opts.inter_op_num_threads = 1
+        # ONNX Runtime's pool threads spin after each op by default: on a replica's own cores
+        # that burns the CPU its batcher and HTTP loop need, and with shared cores the other
+        # replicas'. Off: the threads sleep when there is no work.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         available = ort.get_available_providers()
         providers = ["CPUExecutionProvider"]

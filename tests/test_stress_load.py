@@ -245,7 +245,9 @@ def test_two_generator_processes_and_early_abort(tiny_model: Path) -> None:
     with LocalDeployer(generator_processes=2).deploy(spec) as dep:
         r = dep.open_loop(40, 2.0, warmup_s=0.5)
         assert r.generator_processes == 2 and r.errors == 0
-        assert r.sent == 80  # 40 rps x 2 s from the two processes together, exactly
+        # 40 rps in windows of 50 requests (1.25 s), at least 3 of them: exactly 150 sent by
+        # the two processes together.
+        assert r.sent == 150 and [w["sent"] for w in r.windows][-3:] == [50, 50, 50]
         started = time.monotonic()
         # Every request takes longer than 1 microsecond: the step is clearly over at once.
         a = dep.open_loop(40, 20.0, warmup_s=0.0, abort_p99_ms=0.001)
@@ -278,7 +280,9 @@ def test_cli_capacity_json(tiny_model: Path) -> None:
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     # From a start estimate the ramp doubles.
-    assert len(out["steps"]) == 2 and [s["target_rps"] for s in out["steps"]] == [20.0, 40.0]
+    # A step measured again because it was not stable (a busy machine) repeats its rate.
+    rates = [s["target_rps"] for s in out["steps"]]
+    assert [r for i, r in enumerate(rates) if i == 0 or r != rates[i - 1]] == [20.0, 40.0]
     assert out["capacity_rps"] == 40.0  # a 2 s SLO is met at these rates
     assert out["p99_ms"] < 2000
 

@@ -107,7 +107,8 @@ def test_open_loop_over_two_replicas_batches_and_measures(tiny_model: Path) -> N
     spec = stress.DeploymentSpec(
         model_path=tiny_model, batch_size=8, replicas=2, cpu_cores=1, max_queue_delay_ms=10
     )
-    with LocalDeployer().deploy(spec) as dep:
+    # Two replicas and the generator on a 2-core machine: cores shared, on purpose.
+    with LocalDeployer(oversubscribe=True).deploy(spec) as dep:
         r = dep.open_loop(50, 2.0, warmup_s=0.5)
         metas = [_get(f"http://127.0.0.1:{p}/v2/models/model")[1] for p in dep.ports]
     assert_no_servers(tiny_model)
@@ -142,13 +143,13 @@ def test_port_in_use_is_a_clear_deploy_error(tiny_model: Path) -> None:
         port = s.getsockname()[1]
         spec = stress.DeploymentSpec(model_path=tiny_model, replicas=2)
         with pytest.raises(stress.DeployError, match="in use"):
-            LocalDeployer(ports=[port]).deploy(spec)
+            LocalDeployer(ports=[port], oversubscribe=True).deploy(spec)
     assert_no_servers(tiny_model)
 
 
 def test_crash_mid_test_stops_the_load_with_a_deploy_error(tiny_model: Path) -> None:
     spec = stress.DeploymentSpec(model_path=tiny_model, replicas=2)
-    dep = LocalDeployer().deploy(spec)
+    dep = LocalDeployer(oversubscribe=True).deploy(spec)
     victim = dep.procs[1].pid
 
     def oom_kill() -> None:  # what the kernel's OOM killer does: SIGKILL
@@ -177,7 +178,7 @@ def test_signals_to_the_parent_stop_every_server(tmp_path: Path, tiny_model: Pat
         import time, stress
         from pathlib import Path
         spec = stress.DeploymentSpec(model_path=Path({str(model)!r}), replicas=2)
-        with stress.get_deployer("local").deploy(spec):
+        with stress.get_deployer("local", oversubscribe=True).deploy(spec):
             print("DEPLOYED", flush=True)
             time.sleep(60)
         """
