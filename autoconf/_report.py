@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
+from . import _record as record
 from ._objective import Objective
 from ._types import Config, Measurement
 
@@ -45,22 +45,17 @@ class TrialRecord:
 
 def trial_records(study: optuna.Study, objective: Objective) -> list[TrialRecord]:
     """Every distinct measured config (repeats and failed/interrupted trials left out)."""
-    out: list[TrialRecord] = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if "measurement" not in t.user_attrs or t.user_attrs.get("repeat"):
-            continue
-        m = Measurement(**t.user_attrs["measurement"])
-        out.append(
-            TrialRecord(
-                number=t.number,
-                config=Config.from_dict(dict(t.params)),
-                measurement=m,
-                feasible=bool(t.user_attrs.get("feasible")),
-                violation=float(t.user_attrs.get("violation", 0.0)),
-                value=objective.value(m),
-            )
+    return [
+        TrialRecord(
+            number=t.number,
+            config=record.config_of(t),
+            measurement=m,
+            feasible=record.feasible_of(t),
+            violation=record.stored_violation(t),
+            value=objective.value(m),
         )
-    return out
+        for t, m in record.measured_trials(study)
+    ]
 
 
 def closest(records: Sequence[TrialRecord], n: int = 5) -> list[TrialRecord]:

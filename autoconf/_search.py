@@ -27,7 +27,8 @@ from ._plan import PLAN_FORMAT, sha256_of, write_plan
 from ._progress import SearchProgress
 from ._report import ReportContext, TrialRecord, trial_records, write_report, write_trials_csv
 from ._space import SPACES_DIR, SearchSpace, load_space, space_path
-from ._study import fail_stale_trials, measured_configs, run_trials_parallel, violation_of
+from ._record import measured_configs, violation_of
+from ._study import fail_stale_trials, run_trials
 from ._types import Config, Load, Measurement
 
 #: Where finished searches are remembered to warm the prior of the next (``--knowledge``).
@@ -298,7 +299,7 @@ def run_search(opts: SearchOptions) -> SearchResult:
     rejected: set[str] = set(study.user_attrs.get("rejected", []))
     validations: list[dict[str, Any]] = list(study.user_attrs.get("validations", []))
     notes: list[str] = []
-    stop_rule = _stop_rule(objective)
+    stop_rule = _stop_rule(sampler_name, sampler, objective)
     chosen: TrialRecord | None = None
     chosen_m: Measurement | None = None
     chosen_rps: float | None = None
@@ -310,7 +311,7 @@ def run_search(opts: SearchOptions) -> SearchResult:
         opts.budget,
         done_before=measured_before,
         enabled=opts.progress,
-        estimate=_confidence(study, objective),
+        estimate=lambda: stop_rule.confidence(study),
     )
     with contextlib.ExitStack() as stack:
         backends = [
@@ -325,7 +326,7 @@ def run_search(opts: SearchOptions) -> SearchResult:
                 progressed = False
                 if remaining > 0:
                     progress.set_status(f"searching ({remaining} configs left in the budget)")
-                    log = run_trials_parallel(
+                    log = run_trials(
                         study,
                         space,
                         objective,
@@ -448,32 +449,22 @@ def _evaluator(backend: Any, profile: Any, load: Load) -> Any:
     return evaluate
 
 
-def _stop_rule(objective: Objective) -> Any:
-    try:
-        from .samplers._meta import should_stop
-    except ImportError:
-        return None
+def _stop_rule(sampler_name: str, sampler: Any, objective: Objective) -> Any:
+    from .stopping import StoppingContext, make_stopping_rule, rule_for_sampler
 
-    def rule(study: optuna.Study) -> bool:
+    rule = make_stopping_rule(rule_for_sampler(sampler_name), StoppingContext(objective, sampler))
+
+    def gated(study: optuna.Study) -> bool:
         if len(measured_configs(study)) < MIN_EVALUATIONS_BEFORE_STOP:
             return False
-        return bool(should_stop(study, objective))
+        return rule(study)
 
-    return rule
+    gated.confidence = rule.confidence
+    return gated
 
 
 def _stopped(rule: Any, study: optuna.Study) -> bool:
     return bool(rule is not None and rule(study))
-
-
-def _confidence(study: optuna.Study, objective: Objective) -> Any:
-    try:
-        from .samplers._meta import MetaSampler, confidence_within_5pct
-    except ImportError:
-        return None
-    if not isinstance(study.sampler, MetaSampler):
-        return None
-    return lambda: confidence_within_5pct(study, objective)
 
 
 def _ranked(

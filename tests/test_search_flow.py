@@ -16,7 +16,7 @@ from autoconf import cli
 from autoconf._commands._args import parse_latency_ms
 from autoconf._plan import read_plan
 from autoconf._report import trial_records
-from autoconf._study import measured_configs
+from autoconf._record import measured_configs
 
 
 @pytest.fixture
@@ -283,7 +283,8 @@ def test_resume_fails_trials_left_running_by_a_killed_process(env):
     gone) so the config is free again, while trials of live workers stay claimed."""
     import socket
 
-    from autoconf._study import distributions, fail_stale_trials
+    from autoconf._record import distributions
+    from autoconf._study import fail_stale_trials
 
     tmp, model = env
     search.run_search(opts(tmp, model, budget=2))
@@ -307,7 +308,7 @@ def test_two_searches_sharing_storage_never_measure_the_same_config(tmp_path):
     processes sharing --storage have in common), run in threads so the double can see overlaps.
     Their samplers suggest the same sequence, so only the claim in storage keeps them apart."""
     from autoconf import Load
-    from autoconf._study import run_trials_parallel
+    from autoconf._study import run_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -319,7 +320,7 @@ def test_two_searches_sharing_storage_never_measure_the_same_config(tmp_path):
         sampler = optuna.samplers.RandomSampler(seed=7)  # both suggest the same configs
         study = optuna.load_study(study_name="shared", storage=storage, sampler=sampler)
         backend = QueueDouble(space, sleep_s=0.05)
-        run_trials_parallel(
+        run_trials(
             study,
             space,
             objective,

@@ -6,7 +6,8 @@ import optuna
 import pytest
 
 from autoconf import Config, Measurement, Objective, load_space
-from autoconf._study import MAX_REPEATS_IN_A_ROW, measured_configs, run_trials
+from autoconf._record import measured_configs
+from autoconf._study import MAX_REPEATS_IN_A_ROW, run_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
