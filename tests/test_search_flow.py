@@ -72,9 +72,9 @@ def test_plan_is_cheapest_feasible_and_remeasured(env):
     # re-measured at the target load with the longer validation run, after the search
     config, load = QueueDouble.calls[-1]
     assert config == plan.to_config() and load.target_rps == 60 and load.duration_s == 2.0
-    assert plan.measured["p99_ms"] <= 50 and plan.load.target_rps == 60
+    assert plan.measured.p99_ms <= 50 and plan.load.target_rps == 60
     assert plan.provenance.model_sha256 == plan.model.sha256
-    assert all(x["config"] != plan.config for x in plan.runners_up)
+    assert all(x.config != plan.config for x in plan.runners_up)
     rows = (tmp / "out" / "trials.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + len(r.records) == 11
     html = (tmp / "out" / "report.html").read_text()
@@ -142,7 +142,7 @@ def test_parallel_workers_never_measure_a_config_twice_or_concurrently(env):
 def test_failed_remeasurement_moves_on_to_the_next_best(env):
     tmp, model = env
     r = search.run_search(opts(tmp, model, budget=12, backend_options={"fail_long_runs": 1}))
-    ranked = search._ranked(r.records, search.Objective(50, 60), set())  # cost, then p99
+    ranked = search.ranked(r.records, search.Objective(50, 60), set())  # cost, then p99
     long_runs = [c for c, load in QueueDouble.calls if load.duration_s > 1.5]
     assert long_runs[0] == ranked[0].config  # the best was re-measured first and failed
     assert r.outcome == "plan" and r.chosen == long_runs[1] != ranked[0].config
