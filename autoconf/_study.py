@@ -242,9 +242,7 @@ class _Loop:
             with self.lock:
                 self.in_flight.discard(config)
                 self.measured[config] = m
-                self.log.record(
-                    self.study, trial, self.objective, config, m, self.on_evaluation
-                )
+                self.log.record(self.study, trial, self.objective, config, m, self.on_evaluation)
                 if self.should_stop is not None and self.should_stop(self.study):
                     self.stop.set()
 

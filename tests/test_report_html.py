@@ -8,8 +8,8 @@ import re
 import optuna
 
 from autoconf import Measurement, Objective, load_space
-from autoconf._report import ReportContext, closest, render_report, trial_records, write_trials_csv
 from autoconf._record import tell
+from autoconf._report import ReportContext, closest, render_report, trial_records, write_trials_csv
 
 
 def _study(objective):

@@ -15,8 +15,8 @@ import autoconf._search as search
 from autoconf import cli
 from autoconf._commands._args import parse_latency_ms
 from autoconf._plan import read_plan
-from autoconf._report import trial_records
 from autoconf._record import measured_configs
+from autoconf._report import trial_records
 
 
 @pytest.fixture

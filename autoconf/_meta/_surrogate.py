@@ -320,4 +320,3 @@ def _onehots(space: SearchSpace, dims: list[str], configs: list[Config]) -> np.n
         onehot = np.eye(len(vals))[col]
         cols.append(onehot - onehot.mean(0))
     return np.hstack(cols) if cols else np.zeros((len(configs), 0))
-
