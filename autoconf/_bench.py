@@ -2,7 +2,7 @@
 
 Each sampler runs on each evaluation model for ``repeats`` seeds, against the model's table
 (ground truth for every config), through the same ask/tell loop as a real search
-(``autoconf._study.run_trials``: a repeated suggestion is answered from the stored result and
+(``autoconf._study.run_trials`` with one worker: a repeated suggestion is answered from the stored result and
 does not count). A sampler is built from a :class:`SamplerContext` whose history holds the
 training tables minus every table of the evaluation model's group, so it never sees the model
 it is evaluated on. A table named ``FAMILY@VARIANT`` belongs to group ``FAMILY`` (the simulated

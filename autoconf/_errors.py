@@ -1,10 +1,16 @@
-"""The one exception type that the CLI turns into a single line and an exit code."""
+"""autoconf's error root: what the CLI turns into a single line and an exit code."""
 
 
-class UserError(Exception):
-    """Bad input or an unmet precondition the user can fix; never a bug.
+class AutoconfError(Exception):
+    """Root of every error autoconf raises on purpose (never a bug)."""
 
-    The CLI prints ``autoconf: error: <message>`` and exits with ``exit_code``.
+    exit_code = 2
+
+
+class UserError(AutoconfError):
+    """Bad input or an unmet precondition the user can fix.
+
+    The CLI prints ``autoconf: error: <message>`` and exits with ``exit_code`` (2 unless given).
     """
 
     def __init__(self, message: str, exit_code: int = 2) -> None:

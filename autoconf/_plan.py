@@ -1,6 +1,7 @@
 """plan.yaml: the serving plan a search emits and ``autoconf validate`` re-checks.
 
-Written from plain dicts (``yaml.safe_dump``), read back through pydantic so that a hand-edited
+Its schema is written once, here: a search builds a :class:`Plan` and :func:`write_plan` dumps
+it (``yaml.safe_dump``); ``validate`` reads it back through the same model, so that a hand-edited
 or truncated plan fails with one line naming the field.
 """
 
@@ -31,14 +32,51 @@ class PlanModel(BaseModel):
 class PlanSlo(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    p99_ms: float = Field(gt=0)
+    p99_ms: int | float = Field(gt=0)
 
 
 class PlanLoad(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    target_rps: float = Field(gt=0)
-    duration_s: float = Field(gt=0)
+    target_rps: int | float = Field(gt=0)
+    duration_s: int | float = Field(gt=0)
+
+
+class PlanMeasured(BaseModel):
+    """A measurement as a plan shows it: where it comes from and the metrics it has."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: str
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    throughput_rps: float | None = None
+    capacity_rps: float | None = None
+    error_rate: float | None = None
+
+
+class PlanRunnerUp(BaseModel):
+    """A config nearly as good as the chosen one, with what the search measured of it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    config: dict[str, Any]
+    cost_per_hour: float
+    validation: str  # "failed" | "not re-measured"
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    throughput_rps: float | None = None
+    capacity_rps: float | None = None
+    error_rate: float | None = None
+
+
+class PlanStudy(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    storage: str
 
 
 class PlanSearchSpace(BaseModel):
@@ -54,13 +92,19 @@ class PlanProvenance(BaseModel):
 
     tool_version: str
     created: str
-    search_space: PlanSearchSpace
     model_sha256: str
+    search_space: PlanSearchSpace
     kops_profile: dict[str, Any] | None = None
+    sampler: str | None = None
+    study: PlanStudy | None = None
+    configs_measured: int | None = None
+    search_duration_s: int | float | None = None
+    command: str | None = None
 
 
 class Plan(BaseModel):
-    """The parts of plan.yaml that ``validate`` needs, checked; the rest is kept as read."""
+    """plan.yaml: what a search writes; ``validate`` checks what it needs, the rest is kept as
+    read."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -70,6 +114,9 @@ class Plan(BaseModel):
     load: PlanLoad
     config: dict[str, Any]
     cost_per_hour: float = Field(ge=0)
+    measured: PlanMeasured | None = None
+    predicted: PlanMeasured | None = None
+    runners_up: list[PlanRunnerUp] = Field(default_factory=list)
     backend: str
     backend_options: dict[str, Any] = Field(default_factory=dict)
     provenance: PlanProvenance
@@ -89,14 +136,16 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_plan(path: str | Path, plan: dict[str, Any]) -> Path:
-    """Write ``plan`` (plain data, as :func:`read_plan` expects it) to ``path``."""
+def write_plan(path: str | Path, plan: Plan) -> Path:
+    """Write ``plan`` to ``path`` (the fields it was given; metrics a measurement lacks are left
+    out rather than written as null)."""
     path = Path(path)
+    data = plan.model_dump(mode="json", exclude_unset=True)
     header = (
         "# autoconf serving plan: the cheapest config found that met the SLO at the target load,\n"
         "# re-measured before it was written. Re-check it with `autoconf validate plan.yaml`.\n"
     )
-    path.write_text(header + yaml.safe_dump(plan, sort_keys=False, default_flow_style=False))
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
     return path
 
 

@@ -3,6 +3,7 @@ the best so far, elapsed and estimated time. On a non-terminal it prints one lin
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -16,6 +17,8 @@ from rich.text import Text
 from ._objective import Objective
 from ._report import _short as short_config
 from ._study import Evaluation
+
+logger = logging.getLogger(__name__)
 
 
 def _fmt(v: float | None, unit: str = "", digits: int = 1) -> str:
@@ -136,6 +139,7 @@ class SearchProgress:
             try:
                 conf = self.estimate()
             except Exception:  # a display must never end a search
+                logger.debug("confidence estimate failed", exc_info=True)
                 conf = None
             if conf is not None:
                 lines.append(

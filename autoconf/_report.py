@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
+from . import _record as record
 from ._objective import Objective
 from ._types import Config, Measurement
 
@@ -45,22 +45,17 @@ class TrialRecord:
 
 def trial_records(study: optuna.Study, objective: Objective) -> list[TrialRecord]:
     """Every distinct measured config (repeats and failed/interrupted trials left out)."""
-    out: list[TrialRecord] = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if "measurement" not in t.user_attrs or t.user_attrs.get("repeat"):
-            continue
-        m = Measurement(**t.user_attrs["measurement"])
-        out.append(
-            TrialRecord(
-                number=t.number,
-                config=Config.from_dict(dict(t.params)),
-                measurement=m,
-                feasible=bool(t.user_attrs.get("feasible")),
-                violation=float(t.user_attrs.get("violation", 0.0)),
-                value=objective.value(m),
-            )
+    return [
+        TrialRecord(
+            number=t.number,
+            config=record.config_of(t),
+            measurement=m,
+            feasible=record.feasible_of(t),
+            violation=record.stored_violation(t),
+            value=objective.value(m),
         )
-    return out
+        for t, m in record.measured_trials(study)
+    ]
 
 
 def closest(records: Sequence[TrialRecord], n: int = 5) -> list[TrialRecord]:
@@ -135,16 +130,28 @@ def _svg(fig: Any) -> str:
 
 
 def _plots(records: Sequence[TrialRecord], ctx: ReportContext) -> list[tuple[str, str]]:
+    """The page's plots as (title, inline SVG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"font.size": 9, "svg.fonttype": "none"})
-    obj = ctx.objective
     out: list[tuple[str, str]] = []
+    for title, plot in (
+        ("Search trajectory", _trajectory_plot),
+        ("Latency against throughput", _latency_plot),
+        ("Cost per config", _cost_plot),
+    ):
+        fig = plot(plt, records, ctx)
+        out.append((title, _svg(fig)))
+        plt.close(fig)
+    return out
 
-    # 1. search trajectory: best feasible objective against the number of configs measured
+
+def _trajectory_plot(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> Any:
+    """Best feasible objective against the number of configs measured, every trial's own."""
+    obj = ctx.objective
     fig, ax = plt.subplots(figsize=(5.2, 3.2))
     xs, best, bx, by = [], None, [], []
     for i, r in enumerate(records, start=1):
@@ -175,10 +182,12 @@ def _plots(records: Sequence[TrialRecord], ctx: ReportContext) -> list[tuple[str
     ax.set_title("Search trajectory")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    out.append(("Search trajectory", _svg(fig)))
-    plt.close(fig)
+    return fig
 
-    # 2. latency against throughput, SLO line
+
+def _latency_plot(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> Any:
+    """p99 latency against throughput, with the SLO and the target load."""
+    obj = ctx.objective
     fig, ax = plt.subplots(figsize=(5.2, 3.2))
     ok = [r for r in records if r.measurement.ok and r.measurement.p99_ms is not None]
     for feasible, color, label in ((True, "#2da44e", "feasible"), (False, "#d64545", "infeasible")):
@@ -217,10 +226,11 @@ def _plots(records: Sequence[TrialRecord], ctx: ReportContext) -> list[tuple[str
     ax.set_title("Latency against throughput")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    out.append(("Latency against throughput", _svg(fig)))
-    plt.close(fig)
+    return fig
 
-    # 3. cost per config, cheapest first
+
+def _cost_plot(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> Any:
+    """Cost per config, cheapest first (the chosen one in blue)."""
     ranked = sorted(records, key=lambda r: r.measurement.cost_per_hour)[:30]
     fig, ax = plt.subplots(figsize=(5.2, max(2.4, 0.22 * len(ranked) + 0.8)))
     colors = []
@@ -235,9 +245,7 @@ def _plots(records: Sequence[TrialRecord], ctx: ReportContext) -> list[tuple[str
     ax.set_xlabel("cost per hour ($)  — blue: chosen, green: feasible, red: infeasible")
     ax.set_title("Cost per config")
     ax.grid(alpha=0.3, axis="x")
-    out.append(("Cost per config", _svg(fig)))
-    plt.close(fig)
-    return out
+    return fig
 
 
 def _short(c: Config) -> str:
@@ -275,6 +283,7 @@ code{background:#f6f8fa;padding:1px 4px;border-radius:4px}
 
 
 def render_report(records: Sequence[TrialRecord], ctx: ReportContext) -> str:
+    """The whole page: header, plan (or why none), re-measurements, notes, plots, trials."""
     e = html.escape
     obj = ctx.objective
     load = f"{obj.target_rps:g} requests/s" if obj.target_rps is not None else "its capacity"
@@ -288,6 +297,26 @@ def render_report(records: Sequence[TrialRecord], ctx: ReportContext) -> str:
         f"<code>{e(ctx.sampler)}</code> · {len(records)} configs measured in "
         f"{ctx.elapsed_s:,.0f} s</p>",
     ]
+    parts += _outcome_card(records, ctx)
+    parts += _validations_table(ctx)
+    for note in ctx.notes:
+        parts.append(f"<div class='card warn'>{e(note)}</div>")
+    if records:
+        parts.append("<h2>Plots</h2><div class='plots'>")
+        for title, svg in _plots(records, ctx):
+            parts.append(f"<figure aria-label='{e(title)}'>{svg}</figure>")
+        parts.append("</div>")
+    parts += _trials_table(records, ctx)
+    if ctx.command:
+        parts.append(f"<p class='sub'>made by <code>{e(ctx.command)}</code></p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _outcome_card(records: Sequence[TrialRecord], ctx: ReportContext) -> list[str]:
+    """The chosen plan, or why there is none and the closest configs."""
+    e = html.escape
+    parts: list[str] = []
     if ctx.outcome == "plan" and ctx.chosen is not None:
         v = ctx.chosen_validation
         parts.append(
@@ -332,6 +361,12 @@ def render_report(records: Sequence[TrialRecord], ctx: ReportContext) -> str:
                 )
             parts.append("</table>")
         parts.append("</div>")
+    return parts
+
+
+def _validations_table(ctx: ReportContext) -> list[str]:
+    e = html.escape
+    parts: list[str] = []
     if ctx.validations:
         parts.append(
             "<h2>Re-measurements of the best configs at the target load</h2><table>"
@@ -346,13 +381,12 @@ def render_report(records: Sequence[TrialRecord], ctx: ReportContext) -> str:
                 f"<td class='l'>{'holds' if v['holds'] else 'does not hold'}</td></tr>"
             )
         parts.append("</table>")
-    for note in ctx.notes:
-        parts.append(f"<div class='card warn'>{e(note)}</div>")
-    if records:
-        parts.append("<h2>Plots</h2><div class='plots'>")
-        for title, svg in _plots(records, ctx):
-            parts.append(f"<figure aria-label='{e(title)}'>{svg}</figure>")
-        parts.append("</div>")
+    return parts
+
+
+def _trials_table(records: Sequence[TrialRecord], ctx: ReportContext) -> list[str]:
+    e = html.escape
+    parts: list[str] = []
     parts.append(
         f"<h2>Trials ({len(records)})</h2><table><tr><th>#</th><th class='l'>config</th>"
         "<th>cost $/h</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th>"
@@ -375,10 +409,7 @@ def render_report(records: Sequence[TrialRecord], ctx: ReportContext) -> str:
             f"<td class='l'>{e(verdict)}</td><td>{m.wall_s:.1f}</td></tr>"
         )
     parts.append("</table>")
-    if ctx.command:
-        parts.append(f"<p class='sub'>made by <code>{e(ctx.command)}</code></p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return parts
 
 
 def write_report(path: str | Path, records: Sequence[TrialRecord], ctx: ReportContext) -> Path:

@@ -19,7 +19,7 @@ import time
 import optuna
 
 from autoconf import Objective
-from autoconf._study import distributions, tell
+from autoconf._record import distributions, tell
 from autoconf.backends._sim import zoo_tables
 from autoconf.samplers import SamplerContext, make_sampler
 

@@ -18,7 +18,7 @@ import optuna
 from autoconf._bench import group_of, load_dataset, optimum_of
 from autoconf._study import run_trials
 from autoconf.samplers import SamplerContext, make_sampler
-from autoconf.samplers._meta import confidence_within_5pct, should_stop
+from autoconf.stopping import StoppingContext, make_stopping_rule
 
 
 def main() -> None:
@@ -42,6 +42,7 @@ def main() -> None:
             study = optuna.create_study(
                 direction=t.objective.direction, sampler=make_sampler("meta", ctx)
             )
+            rule = make_stopping_rule("meta", StoppingContext(t.objective, study.sampler))
             t0 = time.perf_counter()
             log = run_trials(
                 study,
@@ -50,7 +51,7 @@ def main() -> None:
                 t.results.__getitem__,
                 args.budget,
                 seed=seed,
-                should_stop=lambda s, o=t.objective: should_stop(s, o),
+                should_stop=rule,
             )
             best = log.best(t.objective)
             n = len(log.evaluations)
@@ -61,7 +62,7 @@ def main() -> None:
                     "evaluations": n,
                     "stopped": n < args.budget,
                     "within_5pct": best is not None and t.objective.within(best.value, opt, 0.05),
-                    "confidence": round(confidence_within_5pct(study, t.objective), 4),
+                    "confidence": round(rule.confidence(study), 4),
                     "wall_s": round(time.perf_counter() - t0, 2),
                 }
             )

@@ -9,9 +9,11 @@ import optuna
 import pytest
 
 from autoconf import Config, Measurement, ModelTable, Objective, SearchSpace
-from autoconf._study import distributions, run_trials, tell
+from autoconf._record import distributions, tell
+from autoconf._study import run_trials
 from autoconf.samplers import SamplerContext, make_sampler
-from autoconf.samplers._meta import MetaSampler, confidence_within_5pct, should_stop
+from autoconf.samplers._meta import MetaSampler
+from autoconf.stopping import StoppingContext, make_stopping_rule
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -177,7 +179,7 @@ def test_capacity_level_calibrates_from_the_first_measurements():
     measured = {model.unit_of[model.index[e.config]] for e in log.evaluations}
     rest = np.array([u for u in range(len(truth)) if u not in measured])
     before = np.median(np.abs(model.mu[rest] - truth[rest]))
-    after = np.median(np.abs(sampler.state(study)["mean"][rest] - truth[rest]))
+    after = np.median(np.abs(sampler.state(study).mean[rest] - truth[rest]))
     assert before > 0.8  # the prior is off by about log(3) = 1.1
     assert after < 0.5 * before, (before, after)
 
@@ -258,19 +260,27 @@ def test_stopping_rule_and_confidence():
     sampler = make_sampler("meta", SamplerContext(sp, Objective(), 0, None, history))
     assert isinstance(sampler, MetaSampler)
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    assert confidence_within_5pct(study) == 0.0 and not should_stop(study)
+    rule = make_stopping_rule("meta", StoppingContext(Objective(), sampler))
+    assert rule.confidence(study) == 0.0 and not rule(study)
     log = run_trials(
-        study, sp, Objective(), target.results.__getitem__, sp.size(), should_stop=should_stop
+        study, sp, Objective(), target.results.__getitem__, sp.size(), should_stop=rule
     )
     assert len(log.evaluations) < sp.size() // 2  # stopped on its own
     best = max(target.objective.value(m) for m in target.results.values())
     assert log.best(Objective()).value >= 0.95 * best
-    assert confidence_within_5pct(study) >= 0.95
+    assert rule.confidence(study) >= 0.95
 
 
 def test_other_samplers_never_stop():
+    from autoconf.stopping import rule_for_sampler
+
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
-    assert not should_stop(study) and confidence_within_5pct(study) == 0.0
+    rule = make_stopping_rule(
+        rule_for_sampler("random"), StoppingContext(Objective(), study.sampler)
+    )
+    assert not rule(study) and rule.confidence(study) is None
+    with pytest.raises(ValueError):  # the meta rule reads a meta posterior
+        make_stopping_rule("meta", StoppingContext(Objective(), study.sampler))
 
 
 @pytest.mark.parametrize("direction", ["maximize"])

@@ -1,4 +1,4 @@
-"""Contracts every registered sampler and backend must keep (parametrized over the registries,
+"""Contracts every registered sampler, stopping rule and backend must keep (parametrized over the registries,
 as Optuna's tests are over its samplers), and the package layering rule."""
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ from autoconf._study import run_trials
 from autoconf.backends import BACKENDS, Backend
 from autoconf.backends._sim import sim_tables
 from autoconf.samplers import SAMPLERS, SamplerContext, make_sampler
+from autoconf.stopping import (
+    STOPPING_RULES,
+    StoppingContext,
+    StoppingRule,
+    make_stopping_rule,
+    rule_for_sampler,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OBJECTIVES = {
@@ -60,6 +67,37 @@ def test_every_sampler_searches_the_space_without_repeats(name, tables):
     if feasible:
         expected = min(feasible) if target.objective.direction == "minimize" else max(feasible)
         assert best.value == expected
+
+
+@pytest.mark.parametrize("name", sorted(STOPPING_RULES))
+def test_every_stopping_rule_is_an_optuna_terminator_the_loop_can_call(name, tables):
+    """Built from its sampler's context: a StoppingRule (an Optuna terminator), False on an
+    empty study, a confidence in [0, 1] or None, and the loop ends where it says stop."""
+    target, history = tables[0], tables[1:]
+    sampler_name = name if name in SAMPLERS else "random"
+    assert rule_for_sampler(sampler_name) == name
+    context = SamplerContext(target.space, target.objective, 0, target.features, history)
+    sampler = make_sampler(sampler_name, context)
+    rule = make_stopping_rule(name, StoppingContext(target.objective, sampler))
+    assert isinstance(rule, StoppingRule)
+    assert isinstance(rule, optuna.terminator.BaseTerminator)
+    study = optuna.create_study(sampler=sampler, direction=target.objective.direction)
+    assert rule(study) is False and rule.should_terminate(study) is False
+    log = run_trials(
+        study, target.space, target.objective, target.results.__getitem__, 30, should_stop=rule
+    )
+    conf = rule.confidence(study)
+    assert conf is None or 0.0 <= conf <= 1.0
+    if len(log.evaluations) < 30:
+        assert rule(study)  # it stopped the loop, and says so
+
+
+def test_unknown_stopping_rule_is_a_user_error():
+    from autoconf import UserError
+
+    with pytest.raises(UserError, match="unknown stopping rule"):
+        make_stopping_rule("nope", StoppingContext(Objective()))
+    assert rule_for_sampler("tpe") == "never"
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))

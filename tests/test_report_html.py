@@ -8,15 +8,15 @@ import re
 import optuna
 
 from autoconf import Measurement, Objective, load_space
+from autoconf._record import tell
 from autoconf._report import ReportContext, closest, render_report, trial_records, write_trials_csv
-from autoconf._study import tell
 
 
 def _study(objective):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=objective.direction)
     space = load_space("cpu-local")
-    from autoconf._study import distributions
+    from autoconf._record import distributions
 
     dists = distributions(space)
     for i, c in enumerate(space.configs()[:6]):

@@ -15,8 +15,8 @@ import autoconf._search as search
 from autoconf import cli
 from autoconf._commands._args import parse_latency_ms
 from autoconf._plan import read_plan
+from autoconf._record import measured_configs
 from autoconf._report import trial_records
-from autoconf._study import measured_configs
 
 
 @pytest.fixture
@@ -72,9 +72,9 @@ def test_plan_is_cheapest_feasible_and_remeasured(env):
     # re-measured at the target load with the longer validation run, after the search
     config, load = QueueDouble.calls[-1]
     assert config == plan.to_config() and load.target_rps == 60 and load.duration_s == 2.0
-    assert plan.measured["p99_ms"] <= 50 and plan.load.target_rps == 60
+    assert plan.measured.p99_ms <= 50 and plan.load.target_rps == 60
     assert plan.provenance.model_sha256 == plan.model.sha256
-    assert all(x["config"] != plan.config for x in plan.runners_up)
+    assert all(x.config != plan.config for x in plan.runners_up)
     rows = (tmp / "out" / "trials.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + len(r.records) == 11
     html = (tmp / "out" / "report.html").read_text()
@@ -142,7 +142,7 @@ def test_parallel_workers_never_measure_a_config_twice_or_concurrently(env):
 def test_failed_remeasurement_moves_on_to_the_next_best(env):
     tmp, model = env
     r = search.run_search(opts(tmp, model, budget=12, backend_options={"fail_long_runs": 1}))
-    ranked = search._ranked(r.records, search.Objective(50, 60), set())  # cost, then p99
+    ranked = search.ranked(r.records, search.Objective(50, 60), set())  # cost, then p99
     long_runs = [c for c, load in QueueDouble.calls if load.duration_s > 1.5]
     assert long_runs[0] == ranked[0].config  # the best was re-measured first and failed
     assert r.outcome == "plan" and r.chosen == long_runs[1] != ranked[0].config
@@ -283,7 +283,8 @@ def test_resume_fails_trials_left_running_by_a_killed_process(env):
     gone) so the config is free again, while trials of live workers stay claimed."""
     import socket
 
-    from autoconf._study import distributions, fail_stale_trials
+    from autoconf._record import distributions
+    from autoconf._study import fail_stale_trials
 
     tmp, model = env
     search.run_search(opts(tmp, model, budget=2))
@@ -307,7 +308,7 @@ def test_two_searches_sharing_storage_never_measure_the_same_config(tmp_path):
     processes sharing --storage have in common), run in threads so the double can see overlaps.
     Their samplers suggest the same sequence, so only the claim in storage keeps them apart."""
     from autoconf import Load
-    from autoconf._study import run_trials_parallel
+    from autoconf._study import run_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -319,7 +320,7 @@ def test_two_searches_sharing_storage_never_measure_the_same_config(tmp_path):
         sampler = optuna.samplers.RandomSampler(seed=7)  # both suggest the same configs
         study = optuna.load_study(study_name="shared", storage=storage, sampler=sampler)
         backend = QueueDouble(space, sleep_s=0.05)
-        run_trials_parallel(
+        run_trials(
             study,
             space,
             objective,

@@ -47,8 +47,8 @@ def test_example_like_search_on_live_servers(tmp_path, capsys):
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert len(rows) == 2 and all(float(r["p99_ms"]) > 0 for r in rows if r["ok"] == "True")
     assert plan.load.target_rps == 40
-    assert 0 < plan.measured["p99_ms"] <= 100
-    assert plan.measured["throughput_rps"] >= 0.98 * 0.98 * plan.load.target_rps
+    assert 0 < plan.measured.p99_ms <= 100
+    assert plan.measured.throughput_rps >= 0.98 * 0.98 * plan.load.target_rps
     assert (out / "report.html").stat().st_size > 10_000
     assert {p.name.split("-", 1)[1] for p in (out / "manifests").glob("*.yaml")} >= {
         "deployment.yaml",

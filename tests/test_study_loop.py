@@ -6,7 +6,8 @@ import optuna
 import pytest
 
 from autoconf import Config, Measurement, Objective, load_space
-from autoconf._study import MAX_REPEATS_IN_A_ROW, measured_configs, run_trials
+from autoconf._record import measured_configs
+from autoconf._study import MAX_REPEATS_IN_A_ROW, run_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -123,3 +124,84 @@ def test_served_is_judged_against_what_was_offered():
     legacy = Measurement(ok=True, cost_per_hour=1.0, throughput_rps=39.5, p99_ms=20)
     assert legacy.offered_rps is None and objective.feasible(legacy)
     assert Measurement(**legacy.to_dict()).offered_rps is None
+
+
+def test_trial_record_round_trip():
+    """What the loop stores on a trial (autoconf._record) reads back as the same Measurement,
+    its violation and feasibility; a repeat is stored but never read as a measurement."""
+    from autoconf import _record as record
+
+    space = load_space("cpu-local")
+    objective = Objective(slo_p99_ms=50.0, target_rps=60.0)
+    study = optuna.create_study(direction=objective.direction)
+    dists = record.distributions(space)
+    config = space.configs()[0]
+    m = Measurement(
+        ok=True, cost_per_hour=space.cost_per_hour(config), p99_ms=80.0, throughput_rps=61.0
+    )
+    for repeat in (False, True):
+        study.enqueue_trial(config.to_dict())
+        trial = study.ask(fixed_distributions=dists)
+        record.set_worker(trial, "host:1:2")
+        record.tell(study, trial, objective, m, repeat=repeat)
+    first, again = study.get_trials()
+    assert record.config_of(first) == config
+    assert record.measurement_of(first) == m and record.measurement_of(again) is None
+    assert record.stored_violation(first) == objective.violation(m) > 0
+    assert record.violation_of(first) == [objective.violation(m)]
+    assert not record.feasible_of(first)
+    assert record.worker_of(first) == "host:1:2"
+    assert [t.number for t, _ in record.measured_trials(study)] == [first.number]
+    assert record.measured_configs(study) == {config: m}
+    record.set_rejected(study, {"b", "a"})
+    record.set_validations(study, [record.validation_entry(config, 60.0, False, m)])
+    assert record.rejected_of(study) == {"a", "b"}
+    assert record.validations_of(study)[0]["p99_ms"] == 80.0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_one_loop_serial_and_parallel(workers):
+    """The same loop with one worker (the benchmark's) and two (threads sharing the study):
+    the budget is met exactly, no config is measured twice, repeats are told not counted."""
+    import threading
+
+    space = load_space("cpu-local")
+    objective = Objective(slo_p99_ms=60.0)
+    study = optuna.create_study(direction=objective.direction, sampler=_StuckSampler())
+    calls: list[Config] = []
+    lock = threading.Lock()
+    evaluate = _fake_evaluate(space, calls)
+
+    def locked(config: Config) -> Measurement:
+        with lock:
+            return evaluate(config)
+
+    log = run_trials(study, space, objective, locked, 5, workers=workers, seed=1)
+    assert len(log.evaluations) == len(calls) == 5 == len(set(calls))
+    assert [e.index for e in log.evaluations] == [1, 2, 3, 4, 5]
+    assert log.repeats >= MAX_REPEATS_IN_A_ROW  # the stuck sampler repeats, never counted
+    assert len(measured_configs(study)) == 5
+
+
+def test_one_loop_stops_on_the_rule_and_raises_evaluation_errors():
+    space = load_space("cpu-local")
+    objective = Objective(slo_p99_ms=60.0)
+    study = optuna.create_study(direction=objective.direction)
+    calls: list[Config] = []
+    log = run_trials(
+        study,
+        space,
+        objective,
+        _fake_evaluate(space, calls),
+        10,
+        should_stop=lambda s: len(measured_configs(s)) >= 3,
+    )
+    assert len(log.evaluations) == 3
+
+    def broken(config: Config) -> Measurement:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, space, objective, broken, 10, workers=2)
+    states = {t.state for t in study.get_trials()}
+    assert optuna.trial.TrialState.RUNNING not in states  # the interrupted trials were failed

@@ -118,6 +118,59 @@ def test_missing_plan_exits_2(tmp_path, capsys, monkeypatch):
     assert "not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "raised, code",
+    [
+        ("user", 2),
+        ("kops", 2),
+        ("stress", 2),
+        ("deploy", 1),
+        ("bug", 3),
+        ("interrupt", 130),
+    ],
+)
+def test_cli_maps_each_error_root_to_its_exit_code(raised, code, capsys, monkeypatch):
+    """Every package's error root ends as one line and its exit code; anything else is an
+    internal error (exit 3, one line, the traceback only in the debug log)."""
+    import kops
+    import stress
+    from autoconf import UserError
+
+    errors = {
+        "user": UserError("bad"),
+        "kops": kops.KopsError("bad model"),
+        "stress": stress.StressError("bad spec"),
+        "deploy": stress.DeployError("crashed"),
+        "bug": ZeroDivisionError("oops"),
+        "interrupt": KeyboardInterrupt(),
+    }
+
+    def run(args):
+        raise errors[raised]
+
+    monkeypatch.setattr(cli, "COMMANDS", ["validate"])
+    parser = cli.build_parser()
+    args = parser.parse_args(["validate", "plan.yaml"])
+    args.func = run
+    monkeypatch.setattr(cli, "build_parser", lambda: _Fixed(parser, args))
+    assert cli.main(["validate", "plan.yaml"]) == code
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    if raised == "bug":
+        assert "internal error: ZeroDivisionError: oops" in err and "-v" in err
+
+
+class _Fixed:
+    """A parser double that returns prepared arguments."""
+
+    def __init__(self, parser, args):
+        self.parser, self.args = parser, args
+
+    def parse_args(self, argv):
+        self.parser.parse_args(argv)
+        return self.args
+
+
 def test_shipped_examples_run_validate_with_junit():
     """The example plan reads back; both CI examples run ``autoconf validate`` with --junit and
     keep the JUnit file as a result."""

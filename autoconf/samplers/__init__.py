@@ -1,5 +1,6 @@
 """Samplers for the search, by name. Every one is an Optuna ``BaseSampler``; a new one is one
-module with a ``make(context)`` factory and one line in ``SAMPLERS``."""
+module with a ``make(context)`` factory and one line in ``SAMPLERS``. A sampler that knows when
+to stop registers a rule of its name in :mod:`autoconf.stopping`."""
 
 from __future__ import annotations
 
@@ -48,25 +49,9 @@ def make_sampler(name: str, context: SamplerContext) -> optuna.samplers.BaseSamp
     return getattr(importlib.import_module(module), factory or "make")(context)
 
 
-def should_stop(study: optuna.Study, objective: Objective | None = None) -> bool:
-    """The ``meta`` sampler's stopping rule (False for a study run by any other sampler)."""
-    from ._meta import should_stop as rule
-
-    return rule(study, objective)
-
-
-def confidence_within_5pct(study: optuna.Study, objective: Objective | None = None) -> float:
-    """P(the incumbent is within 5% of the optimum) under the ``meta`` posterior (else 0.0)."""
-    from ._meta import confidence_within_5pct as conf
-
-    return conf(study, objective)
-
-
 __all__ = [
     "SAMPLERS",
     "ModelTable",
     "SamplerContext",
-    "confidence_within_5pct",
     "make_sampler",
-    "should_stop",
 ]

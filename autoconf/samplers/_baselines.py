@@ -2,7 +2,7 @@
 ``transfer``.
 
 ``random``, ``tpe`` and ``gp`` are Optuna's own samplers, the latter two told the objective's
-constraint (``violation`` attr, see ``autoconf._study``) so that they learn where configs are
+constraint (``violation`` attr, see ``autoconf._record``) so that they learn where configs are
 infeasible. ``grid`` is Optuna's GridSampler: every config once, in an order shuffled by the
 seed. ``transfer`` is a static order, best first by mean rank over the training models (the
 context's history), with no adaptivity: the baseline any learned prior must beat.
@@ -24,7 +24,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import rankdata
 
-from .._study import config_of, violation_of
+from .._record import config_of, violation_of
 from .._types import Config
 from . import ModelTable, SamplerContext
 

@@ -1,0 +1,45 @@
+"""The math of the ``meta`` sampler: Bayesian optimization over a discrete space with a learned
+prior. The Optuna adapter is :mod:`autoconf.samplers._meta`; its stopping rule
+:mod:`autoconf.stopping._posterior`.
+
+The surrogate is a Bayesian linear model of a config's *score* (see ``autoconf.prior``)::
+
+    score(c) = mu(c) + b0 + b1 * mu(c) + b2 * g(c) + sum_k w_k * D_k(c) + sum_d v_d[c_d] + e(c)
+
+``mu`` is the prior's mean over the training models, ``g`` what a regression on the target's
+kops features and the configs' GPU specs predicts (``Prior.predict_from_features``; its weight
+``b2`` learned from the target's measurements), ``D_k`` each training model's deviation from
+``mu``: the posterior over ``w`` re-weights the training models by how well they explain the
+target's observations so far (a Gaussian process whose kernel is the empirical covariance across
+models). ``v`` are main effects of each dimension's values (what a plain BO learns when the
+knowledge base is empty) and ``e`` a per-config residual whose variance is the training models'
+leave-one-out residual variance at that prior level (heteroscedastic, so the tail is covered).
+Where the training models' residuals correlate between units that differ in one knob (on the
+simulated cluster: the same unit on a neighbouring GPU type), ``e`` is a Gaussian process
+whose kernel is that learned correlation (:class:`ResidualKernel`), so a measurement also
+informs the units that share most of its knobs; elsewhere (the Falcon tables) it stays
+independent.
+The posterior is refit from the study's trials at every suggestion (no state kept between
+trials, so threads and processes sharing a storage see the same history).
+
+Acquisition:
+
+* without a target load (maximise the score): the upper bound ``mean + 0.3 sd`` (UCB);
+* at a target load (minimise cost): the score is one replica's log capacity at the SLO, modelled
+  per *base config* (every dimension but replicas). The replicas a load needs follow from it
+  (throughput is about linear in replicas), cost is known in advance, so the acquisition is the
+  expected improvement in cost times the probability that the config serves the load.
+
+Running trials are pending: they are never re-suggested and are told their posterior mean
+(constant liar), so that K parallel workers spread out. Measured configs are never suggested.
+
+Rooms: ``_surrogate`` (the linear model and its fit), ``_kernel`` (the residual kernel),
+``_tail`` (residual variance and tails per prior level), ``_posterior`` (the surrogate refit on
+a study's trials), ``_acquisition`` (which config next).
+"""
+
+from ._acquisition import acquisition
+from ._posterior import Posterior, PosteriorState, objective_sign
+from ._surrogate import Surrogate
+
+__all__ = ["Posterior", "PosteriorState", "Surrogate", "acquisition", "objective_sign"]

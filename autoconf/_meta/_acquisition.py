@@ -1,0 +1,46 @@
+"""The meta sampler's acquisition: which unmeasured config to measure next."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._posterior import Posterior, PosteriorState, objective_sign
+
+#: At a target load, the cheapest config with at least this probability of serving it is
+#: measured next (1.0: plain constrained EI).
+FEASIBLE_ENOUGH = 0.5
+#: Without a target load the acquisition is the upper bound mean + UCB_BETA * sd: measured on
+#: the Falcon tables it beats the probability of the maximum, which over-explores when the
+#: residual is per-config noise (results/meta/README.md).
+UCB_BETA = 0.3
+
+
+def acquisition(posterior: Posterior, state: PosteriorState) -> np.ndarray:
+    """Score of each config (higher = suggest first); -inf where not suggestible.
+
+    At a target load: the expected improvement in cost times the probability that the config
+    serves the load, except that the cheapest config likely (``FEASIBLE_ENOUGH``) to serve it
+    comes first. Without one: the upper bound ``mean + UCB_BETA * sd``.
+    """
+    free = posterior.free(state)
+    out = np.full(len(free), -np.inf)
+    if not free.any():
+        return out
+    model = posterior.model
+    if model.capacity:
+        p = posterior.feasibility(state)
+        best = state.best
+        ref = best if best is not None else float(model.cost.max()) * 1.0001
+        gain = np.maximum(ref - model.cost, 0.0)
+        acq = gain * p + 1e-12 * p
+        likely = free & (p >= FEASIBLE_ENOUGH) & (gain > 0)
+        if FEASIBLE_ENOUGH < 1.0 and likely.any():
+            # the cheapest config the posterior expects to serve the load: verify it
+            acq = np.where(likely, 1.0 + model.cost.max() - model.cost, acq * 1e-9)
+        out[free] = acq[free]
+        return out
+    sign = objective_sign(posterior.objective)
+    m = sign * state.mean[model.unit_of]
+    s = state.sd[model.unit_of]
+    out[free] = m[free] + UCB_BETA * s[free]
+    return out

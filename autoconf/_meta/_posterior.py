@@ -1,0 +1,140 @@
+"""The posterior of a study: the surrogate refit on the study's trials, read from the trial
+record at every call (no state kept between trials, so threads and processes sharing a storage
+see the same history)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from scipy.special import ndtr
+
+from .. import _record as record
+from .._objective import THROUGHPUT_TOLERANCE, Objective
+from .._space import SearchSpace
+from .._types import Config, Measurement
+from ._surrogate import CAPACITY_FLOOR_RPS, Surrogate
+
+
+@dataclass
+class PosteriorState:
+    """What a study says about every config: its measured and pending configs (indices into
+    the space's configs), the posterior ``mean`` and ``sd`` per unit, and the best feasible
+    objective value measured (None: nothing feasible yet)."""
+
+    measured: dict[int, Measurement]
+    pending: set[int]
+    mean: np.ndarray
+    sd: np.ndarray
+    best: float | None
+
+
+def objective_sign(objective: Objective) -> float:
+    return 1.0 if objective.direction == "maximize" else -1.0
+
+
+class Posterior:
+    """The surrogate of one search space and objective, refit on a study's trials."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        objective: Objective,
+        prior=None,
+        target_features: np.ndarray | None = None,
+    ) -> None:
+        self.objective = objective
+        self.model = Surrogate(space, objective, prior, target_features)
+
+    def state(self, study: optuna.Study, exclude_trial: int | None = None) -> PosteriorState:
+        """Observations from the study: measured configs, pending configs, the posterior."""
+        model = self.model
+        measured: dict[int, Measurement] = {}
+        pending: set[int] = set()
+        for t in study.get_trials(deepcopy=False):
+            if t.number == exclude_trial or not t.params:
+                continue
+            try:
+                i = model.index.get(record.config_of(t))
+            except (TypeError, ValueError):
+                continue
+            if i is None:
+                continue
+            if t.state == TrialState.COMPLETE:
+                m = record.measurement_of(t)
+                if m is not None:
+                    measured.setdefault(i, m)
+            elif t.state == TrialState.RUNNING:
+                pending.add(i)
+        pending -= set(measured)
+        return self._fit(measured, pending)
+
+    def _fit(self, measured: dict[int, Measurement], pending: set[int]) -> PosteriorState:
+        model = self.model
+        units, ys = [], []
+        best = None
+        failed_units: set[int] = set()
+        for i, m in measured.items():
+            if model.capacity and not m.ok:
+                # a failed deployment is not a capacity to regress on (it would drag every
+                # unit sharing its batch size or GPU down); its unit, and with an out-of-memory
+                # error every unit that needs at least as much memory, is marked failed
+                failed_units.update(model.failure_implied(model.configs[i], m))
+                continue
+            s = self.score(model.configs[i], m)
+            if s is not None:
+                units.append(model.unit_of[i])
+                ys.append(s)
+            value = self.objective.value(m)
+            if value is not None and (best is None or self.objective.better(value, best)):
+                best = value
+        units_a = np.array(units, dtype=int)
+        y_a = np.array(ys, dtype=float)
+        mean, sd = model.fit(units_a, y_a)
+        if pending:  # constant liar: pending configs told their posterior mean
+            pu = np.array([model.unit_of[i] for i in pending], dtype=int)
+            mean, sd = model.fit(np.concatenate([units_a, pu]), np.concatenate([y_a, mean[pu]]))
+        if failed_units:
+            fu = np.array(sorted(failed_units), dtype=int)
+            mean[fu] = math.log(CAPACITY_FLOOR_RPS)
+            sd[fu] = 1e-3
+        return PosteriorState(measured, pending, mean, sd, best)
+
+    def score(self, config: Config, m: Measurement) -> float | None:
+        """What the surrogate regresses on: log capacity per replica at a target load, else
+        the objective (rps per dollar without an SLO)."""
+        if self.model.capacity:
+            if not m.ok:  # failed (out of memory, crash): no capacity, whatever the replicas
+                return math.log(CAPACITY_FLOOR_RPS)
+            if m.capacity_rps is not None:
+                return math.log(max(m.capacity_rps / config.replicas, CAPACITY_FLOOR_RPS))
+            return None
+        if not m.ok:
+            return None
+        v = self.objective.value(m)
+        if v is None and self.objective.slo_p99_ms is None:
+            v = m.rps_per_cost
+        return None if v is None else float(v)
+
+    def free(self, state: PosteriorState) -> np.ndarray:
+        """Configs neither measured nor pending (suggestible)."""
+        free = np.ones(len(self.model.configs), dtype=bool)
+        for i in state.measured:
+            free[i] = False
+        for i in state.pending:
+            free[i] = False
+        return free
+
+    def feasibility(self, state: PosteriorState) -> np.ndarray:
+        """P(config serves the target load within the SLO), from the capacity posterior."""
+        model = self.model
+        need = np.log(self.objective.target_rps * THROUGHPUT_TOLERANCE / model.replicas)
+        m = state.mean[model.unit_of]
+        s = state.sd[model.unit_of]
+        p = 1.0 - ndtr((need - m) / s)
+        for i, meas in state.measured.items():
+            p[i] = 1.0 if self.objective.value(meas) is not None else 0.0
+        return p

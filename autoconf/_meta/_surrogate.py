@@ -1,0 +1,322 @@
+"""The meta sampler's surrogate: a Bayesian linear model of a config's score over the space's
+units (configs, or base configs at a target load), fitted to the target's observations (see
+:mod:`autoconf._meta`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._objective import Objective
+from .._space import SearchSpace
+from .._types import Config, Measurement
+from ._kernel import ResidualKernel
+from ._tail import binned_variance
+
+#: Capacities below this (requests/s per replica) are modelled as this: a config that cannot meet
+#: the SLO at any load says nothing about how far it is from meeting it.
+CAPACITY_FLOOR_RPS = 1.0
+#: Relative sd (of the mean residual sd) left on a unit once it is measured.
+MEASUREMENT_NOISE = 0.1
+#: Prior variance of each dimension value's effect on the target's deviation, relative to the
+#: mean residual variance: what lets observations of some T4 configs speak for the other T4s.
+MAIN_EFFECT_VARIANCE = 1.0
+#: Prior variance (times 1/K) of each training model's weight in the target's deviation.
+MODEL_WEIGHT_VARIANCE = 1.0
+#: Ridge penalty of the main effects fitted to each training model when estimating the per-unit
+#: residual variance.
+RESIDUAL_RIDGE = 1.0
+#: Candidate factors on the model level's prior variance (chosen by the target's evidence).
+LEVEL_INFLATIONS = (1.0, 4.0, 16.0, 64.0)
+#: Prior variance of the coefficient on the feature prediction (1: the target may follow it
+#: fully, or not at all).
+FEATURE_PREDICTION_VARIANCE = 1.0
+#: Lower bound of the residual kernel's variance scale calibrated on the target's own
+#: leave-one-out errors (measured units cluster, so their errors understate the others').
+LOO_SCALE_MIN = 0.05
+
+
+class Surrogate:
+    """The Bayesian linear model over the space's units (configs, or base configs)."""
+
+    def __init__(self, space: SearchSpace, objective: Objective, prior, target_features) -> None:
+        self.space = space
+        self.objective = objective
+        self.configs = space.configs()
+        self.index = {c: i for i, c in enumerate(self.configs)}
+        self.capacity = objective.target_rps is not None
+        #: correlation of the per-unit residual between units (None: independent)
+        self.kernel: ResidualKernel | None = None
+        #: the prior's score of every unit on each training model (K x U; None without a
+        #: prior): what the stopping rule calibrates on
+        self.prior_matrix: np.ndarray | None = None
+        dims = space.dimension_names
+        per_base = self.capacity and "replicas" in dims and len(space.values("replicas")) > 1
+        self.unit_dims = [d for d in dims if not (per_base and d == "replicas")]
+        units: dict[tuple, int] = {}
+        self.unit_of = np.empty(len(self.configs), dtype=int)
+        unit_configs: list[Config] = []
+        for i, c in enumerate(self.configs):
+            key = tuple(getattr(c, d) for d in self.unit_dims)
+            if key not in units:
+                units[key] = len(units)
+                unit_configs.append(
+                    Config.from_dict({**c.to_dict(), "replicas": 1}) if per_base else c
+                )
+            self.unit_of[i] = units[key]
+        self.unit_configs = unit_configs
+        self.replicas = np.array([c.replicas for c in self.configs], dtype=float)
+        self.cost = np.array([space.cost_per_hour(c) for c in self.configs])
+        self._build_features(prior, target_features)
+
+    def _build_features(self, prior, target_features) -> None:
+        U = len(self.unit_configs)
+        use_prior = prior is not None and prior.kind == (
+            "log_capacity" if self.capacity else "value"
+        )
+        if use_prior:
+            S = prior.matrix_for(self.space, self.unit_configs)  # K x U
+            self.prior_matrix = S
+            K = S.shape[0]
+            weights = np.full(K, 1.0 / K)
+            if target_features is not None and prior.model_features is not None:
+                f = np.asarray(target_features, dtype=float)
+                F = prior.model_features
+                if F.shape[1] == f.shape[0]:
+                    scale = F.std(0) + 1e-9
+                    d2 = (((F - f) / scale) ** 2).mean(1)
+                    weights = np.exp(-0.5 * d2 / max(np.median(d2), 1e-9))
+                    weights /= weights.sum()
+            mu = weights @ S
+            D = S - mu
+            # the level of a model (b0 in the surrogate) is not a config deviation
+            offsets = D.mean(1)
+            D = D - offsets[:, None]
+            self.level_sd = float(np.sqrt(np.mean(offsets**2))) + 1e-3
+            # leave-one-out residual after each model's own level and slope, binned by prior
+            # level (heteroscedastic noise): what the surrogate cannot explain
+            if K >= 3:
+                # the per-unit residual is what is left after everything the surrogate fits to a
+                # target (level, slope, main effects): counting the main effects in it too would
+                # let one measurement move the unit itself instead of the shared level
+                Hm = _onehots(self.space, self.unit_dims, self.unit_configs)
+                loo = np.empty_like(S)
+                slopes = np.empty(K)
+                for k in range(K):
+                    rest = (S.sum(0) - S[k]) / (K - 1)
+                    X = np.hstack([np.ones((U, 1)), rest[:, None], Hm])
+                    G = X.T @ X + RESIDUAL_RIDGE * np.diag([0.0, 0.0] + [1.0] * Hm.shape[1])
+                    coef = np.linalg.solve(G, X.T @ S[k])
+                    loo[k] = S[k] - X @ coef
+                    slopes[k] = coef[1]
+                noise, self.tail = binned_variance(mu, loo, robust=self.capacity)
+                floor = math.log(CAPACITY_FLOOR_RPS) + 1e-6
+                informative = np.greater(S, floor) if self.capacity else None
+                self.kernel = ResidualKernel.learn(
+                    self.space, self.unit_dims, self.unit_configs, loo / np.sqrt(noise), informative
+                )
+                self.slope_var = float(np.mean((slopes - 1.0) ** 2)) + 1e-4
+            else:
+                noise = np.full(U, max(float(D.var()), 1e-6) + 1e-6)
+            self.n_models = K
+            if K < 3:
+                self.slope_var = 0.25
+        else:
+            self.slope_var = 0.25
+            mu = np.zeros(U)
+            D = np.zeros((0, U))
+            noise = None
+            self.level_sd = 1.0
+            self.n_models = 0
+        self.mu = mu
+        # one-hot main effects of every unit dimension with more than one value
+        H = _onehots(self.space, self.unit_dims, self.unit_configs)
+        self.H = H
+        # prior variance of a main effect: how large they are in the training deviations
+        self.effect_var = None
+        if use_prior and H.shape[1] and D.shape[0]:
+            G = H.T @ H + 1e-3 * U * np.eye(H.shape[1])
+            coef = np.linalg.solve(G, H.T @ D.T)  # columns x K
+            self.effect_var = float(np.mean(coef**2)) + 1e-12
+        self.D = D.T  # U x K
+        #: what the target's kops features predict (centred), a basis of the surrogate; None
+        #: without features
+        self.from_features = None
+        if use_prior:
+            pred = prior.predict_from_features(self.space, self.unit_configs, target_features)
+            if pred is not None:
+                self.from_features = pred - pred.mean()
+        self.noise = noise  # None: estimated from the target's observations
+        if noise is None or not hasattr(self, "tail"):
+            self.tail = None
+
+    def failure_implied(self, config: Config, m: Measurement) -> list[int]:
+        """Units a failed measurement rules out: its own, and for an out-of-memory error every
+        unit on the same GPU type with at least its batch size and instances per GPU."""
+        key = self.unit_of[self.index[config]]
+        out = [int(key)]
+        if "memory" in (m.error or "").lower():
+            inst = config.instances_per_gpu or 1
+            for u, c in enumerate(self.unit_configs):
+                if (
+                    c.gpu_type == config.gpu_type
+                    and c.batch_size >= config.batch_size
+                    and (c.instances_per_gpu or 1) >= inst
+                    and (c.gpu_mem_gb or 0) <= (config.gpu_mem_gb or 0)
+                    and (c.gpu_share_pct or 100) <= (config.gpu_share_pct or 100)
+                ):
+                    out.append(u)
+        return out
+
+    def fit(self, units: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and sd of every unit's score given observations ``y`` at ``units``."""
+        U = len(self.mu)
+        K = self.D.shape[1]
+        has_prior = K > 0
+        if has_prior:
+            base = self.mu
+            centred = self.mu - self.mu.mean()
+            cols = [np.ones((U, 1)), centred[:, None], self.D, self.H]
+            if self.from_features is not None:
+                cols.append(self.from_features[:, None])
+            v_b0 = self.level_sd**2
+            v_h = MAIN_EFFECT_VARIANCE * (
+                self.effect_var if self.effect_var is not None else float(np.mean(self.noise))
+            )
+            var = np.concatenate(
+                [
+                    [v_b0],
+                    [self.slope_var],
+                    np.full(K, MODEL_WEIGHT_VARIANCE / K),
+                    np.full(self.H.shape[1], v_h),
+                    [FEATURE_PREDICTION_VARIANCE] if self.from_features is not None else [],
+                ]
+            )
+            noise = self.noise
+        else:
+            base = np.zeros(U)
+            yc = y if len(y) else np.zeros(1)
+            spread = float(np.var(yc)) if len(y) > 1 else 1.0
+            spread = max(spread, 1e-6)
+            level = float(np.mean(yc)) if len(y) else 0.0
+            base = base + level
+            cols = [np.ones((U, 1)), self.H]
+            var = np.concatenate([[spread], np.full(self.H.shape[1], spread / 2)])
+            noise = np.full(U, 0.1 * spread)
+        Phi = np.hstack(cols)
+        if len(units) == 0:
+            m = base.copy()
+            v = (Phi**2) @ var + noise
+            return m, np.sqrt(v)
+        P = Phi[units]
+        r = y - base[units]
+        if has_prior and self.kernel is not None:
+            return self._fit_correlated(Phi, var, noise, base, units, y)
+        if has_prior:
+            var = var.copy()
+            var[0] *= _level_inflation(P, r, var, np.diag(noise[units]))
+        # the residual e(u) is a property of the unit, not observation noise: a measured unit
+        # is known up to MEASUREMENT_NOISE (its other replica counts follow from it), and
+        # the residual scale is calibrated on the target's own observations
+        scale = 1.0
+        for _ in range(2):
+            nz = noise[units] * scale
+            A = (P.T / nz) @ P + np.diag(1.0 / var)
+            L = np.linalg.cholesky(A)
+            w = np.linalg.solve(A, P.T @ (r / nz))
+            if len(units) < 3 or not self.capacity:
+                break
+            z2 = (r - P @ w) ** 2 / noise[units]
+            scale = float(np.clip((z2.sum() + 2.0) / (len(units) + 2.0), 0.05, 4.0))
+        noise = noise * scale
+        m = base + Phi @ w
+        V = np.linalg.solve(L, Phi.T)
+        v = (V**2).sum(0) + noise
+        return _pin_measured(m, v, units, y, noise)
+
+    def _fit_correlated(
+        self,
+        Phi: np.ndarray,
+        var: np.ndarray,
+        noise: np.ndarray,
+        base: np.ndarray,
+        units: np.ndarray,
+        y: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`fit` with the per-unit residual a Gaussian process over units (the learned
+        :class:`ResidualKernel`): a measurement also moves the units that share most of its
+        knobs. Function-space form, so the cost is linear in the number of units."""
+        U = len(base)
+        r = y - base[units]
+        sd = np.sqrt(noise)
+        Kuo = self.kernel.cross(np.arange(U), units) * sd[:, None] * sd[units][None, :]
+        Koo = Kuo[units]
+        nugget = MEASUREMENT_NOISE**2 * float(np.mean(noise))
+        var = var.copy()
+        var[0] *= _level_inflation(Phi[units], r, var, Koo + nugget * np.eye(len(units)))
+        cross = (Phi * var) @ Phi[units].T + Kuo  # U x n
+        C = cross[units] + nugget * np.eye(len(units))
+        L = np.linalg.cholesky(C)
+        alpha = np.linalg.solve(L.T, np.linalg.solve(L, r))
+        m = base + cross @ alpha
+        A = np.linalg.solve(L, cross.T)  # n x U
+        v = np.maximum((Phi**2) @ var + noise - (A**2).sum(0), 1e-9)
+        # the covariance's scale, calibrated on the target's own observations by their
+        # leave-one-out predictive errors (closed form for a Gaussian process)
+        if len(units) >= 3:
+            Ci = np.linalg.solve(L.T, np.linalg.solve(L, np.eye(len(units))))
+            z2 = alpha**2 / np.diag(Ci)
+            v *= float(np.clip((z2.sum() + 2.0) / (len(units) + 2.0), LOO_SCALE_MIN, 4.0))
+        return _pin_measured(m, v, units, y, noise)
+
+
+def _pin_measured(
+    m: np.ndarray, v: np.ndarray, units: np.ndarray, y: np.ndarray, noise: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and sd with every measured unit at its measured mean, known up to
+    MEASUREMENT_NOISE (its other replica counts follow from it)."""
+    seen = np.zeros(len(m), dtype=bool)
+    seen[units] = True
+    sums = np.bincount(units, weights=y, minlength=len(m))
+    counts = np.bincount(units, minlength=len(m))
+    m[seen] = sums[seen] / counts[seen]
+    v[seen] = MEASUREMENT_NOISE**2 * np.mean(noise)
+    return m, np.sqrt(v)
+
+
+def _level_inflation(P: np.ndarray, r: np.ndarray, var: np.ndarray, resid_cov: np.ndarray) -> float:
+    """The factor on the model level's prior variance that maximises the evidence of the
+    target's residuals (type-II maximum likelihood over LEVEL_INFLATIONS): the level's spread
+    across training models is the default, but a target far outside it (every config 3x faster
+    than any training model) widens it, so its first measurements move every prediction."""
+    n = len(r)
+    if n == 0:
+        return 1.0
+    base = (P[:, 1:] * var[1:]) @ P[:, 1:].T + resid_cov
+    ones = P[:, 0:1] @ P[:, 0:1].T
+    best, best_ll = 1.0, -np.inf
+    for f in LEVEL_INFLATIONS:
+        C = base + f * var[0] * ones
+        sign, logdet = np.linalg.slogdet(C)
+        if sign <= 0:
+            continue
+        ll = -0.5 * (logdet + r @ np.linalg.solve(C, r))
+        if ll > best_ll + 1e-9:
+            best, best_ll = f, ll
+    return best
+
+
+def _onehots(space: SearchSpace, dims: list[str], configs: list[Config]) -> np.ndarray:
+    """One-hot columns of every dimension in ``dims`` with more than one value, centred over
+    the units: main effects then cannot shift every unit at once, which is the shared level's
+    job (the model-level random effect ``b0``), so one measurement moves the level."""
+    cols = []
+    for d in dims:
+        vals = space.values(d)
+        if len(vals) < 2:
+            continue
+        col = np.array([vals.index(getattr(c, d)) for c in configs])
+        onehot = np.eye(len(vals))[col]
+        cols.append(onehot - onehot.mean(0))
+    return np.hstack(cols) if cols else np.zeros((len(configs), 0))

@@ -1,0 +1,183 @@
+"""The trial record: what a study stores on its trials and on itself, written and read here only.
+
+A trial's params are a :class:`Config`. A finished trial's user attrs hold the whole
+:class:`Measurement` (``measurement``), its ``violation`` (0 when feasible; what constrained
+samplers read), ``feasible``, and ``repeat`` when it only re-told a config measured before. A
+running trial holds the ``worker`` that asked it and, once that worker measures it, a ``claim``
+on its config (so that parallel workers, threads or processes on one storage, never measure a
+config twice). The study's own attrs hold the search's target and its re-measurements
+(``validations``, and the ``rejected`` configs that did not hold).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from ._objective import Objective
+from ._space import SearchSpace
+from ._types import Config, Measurement
+
+#: Violation told for a failed deployment (finite: samplers fit models on it).
+FAILED_VIOLATION = 10.0
+
+MEASUREMENT = "measurement"
+VIOLATION = "violation"
+FEASIBLE = "feasible"
+REPEAT = "repeat"
+WORKER = "worker"
+CLAIM = "claim"
+REJECTED = "rejected"
+VALIDATIONS = "validations"
+
+Trial = FrozenTrial | optuna.trial.Trial
+
+
+def distributions(space: SearchSpace) -> dict[str, CategoricalDistribution]:
+    """One categorical distribution per dimension, in the space's order."""
+    return {d: CategoricalDistribution(space.values(d)) for d in space.dimension_names}
+
+
+def config_of(trial: Trial) -> Config:
+    return Config.from_dict(dict(trial.params))
+
+
+def violation_of(trial: FrozenTrial) -> list[float]:
+    """Optuna ``constraints_func``: feasible when every value is <= 0."""
+    return [float(trial.user_attrs.get(VIOLATION, FAILED_VIOLATION))]
+
+
+def value_for_sampler(objective: Objective, m: Measurement) -> float:
+    """The number told to Optuna: the objective where defined, else a finite stand-in.
+
+    Infeasible trials still carry a value (their cost, or their rps per dollar, 0 when unknown)
+    so that samplers can fit on them; the ``violation`` attr marks them infeasible.
+    """
+    value = objective.value(m)
+    if value is not None:
+        return float(value)
+    if objective.direction == "minimize":
+        return float(m.cost_per_hour)
+    return float(m.rps_per_cost or 0.0) if m.ok else 0.0
+
+
+def tell(
+    study: optuna.Study,
+    trial: optuna.trial.Trial,
+    objective: Objective,
+    m: Measurement,
+    *,
+    repeat: bool = False,
+) -> None:
+    """Store a finished measurement on its trial and complete it (``repeat``: a config measured
+    before, told its stored result)."""
+    violation = objective.violation(m)
+    trial.set_user_attr(MEASUREMENT, m.to_dict())
+    trial.set_user_attr(VIOLATION, min(violation, FAILED_VIOLATION))
+    trial.set_user_attr(FEASIBLE, violation == 0.0)
+    if repeat:
+        trial.set_user_attr(REPEAT, True)
+    study.tell(trial, value_for_sampler(objective, m))
+
+
+def measurement_of(trial: FrozenTrial) -> Measurement | None:
+    """The measurement a trial made: None unless it is complete, holds one and is no repeat."""
+    if trial.state != TrialState.COMPLETE or MEASUREMENT not in trial.user_attrs:
+        return None
+    if trial.user_attrs.get(REPEAT):
+        return None
+    return Measurement(**trial.user_attrs[MEASUREMENT])
+
+
+def feasible_of(trial: FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get(FEASIBLE))
+
+
+def stored_violation(trial: FrozenTrial) -> float:
+    """The violation stored on a measured trial (0.0 when none was stored)."""
+    return float(trial.user_attrs.get(VIOLATION, 0.0))
+
+
+def measured_trials(study: optuna.Study) -> list[tuple[FrozenTrial, Measurement]]:
+    """Every trial that measured a config (repeats and failed/interrupted trials left out), in
+    trial order."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        m = measurement_of(t)
+        if m is not None:
+            out.append((t, m))
+    return out
+
+
+def measured_configs(study: optuna.Study) -> dict[Config, Measurement]:
+    """Every config with a stored measurement, from the study's finished trials (for resume)."""
+    out: dict[Config, Measurement] = {}
+    for t, m in measured_trials(study):
+        out.setdefault(config_of(t), m)
+    return out
+
+
+# -- claims of parallel workers -------------------------------------------------------------
+
+
+def set_worker(trial: optuna.trial.Trial, worker: str) -> None:
+    trial.set_user_attr(WORKER, worker)
+
+
+def worker_of(trial: FrozenTrial) -> str:
+    return str(trial.user_attrs.get(WORKER, ""))
+
+
+def set_claim(trial: optuna.trial.Trial, config: Config) -> None:
+    trial.set_user_attr(CLAIM, config.key())
+
+
+def has_claim(trial: FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get(CLAIM))
+
+
+# -- study-level attrs ------------------------------------------------------------------------
+
+
+def set_target(study: optuna.Study, objective: Objective, space: str, model_sha256: str) -> None:
+    """What the study searches for: its SLO, load, space and model."""
+    for key, value in (
+        ("slo_p99_ms", objective.slo_p99_ms),
+        ("target_rps", objective.target_rps),
+        ("space", space),
+        ("model_sha256", model_sha256),
+    ):
+        study.set_user_attr(key, value)
+
+
+def rejected_of(study: optuna.Study) -> set[str]:
+    """Keys of the configs that did not hold when re-measured."""
+    return set(study.user_attrs.get(REJECTED, []))
+
+
+def set_rejected(study: optuna.Study, rejected: set[str]) -> None:
+    study.set_user_attr(REJECTED, sorted(rejected))
+
+
+def validations_of(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every re-measurement of a best config, in order (see :func:`validation_entry`)."""
+    return list(study.user_attrs.get(VALIDATIONS, []))
+
+
+def set_validations(study: optuna.Study, validations: list[dict[str, Any]]) -> None:
+    study.set_user_attr(VALIDATIONS, validations)
+
+
+def validation_entry(config: Config, target_rps: float, holds: bool, m: Measurement) -> dict:
+    """One re-measurement as stored on the study (and shown in the report)."""
+    return {
+        "config": config.to_dict(),
+        "target_rps": target_rps,
+        "holds": holds,
+        "p99_ms": m.p99_ms,
+        "throughput_rps": m.throughput_rps,
+        "error": m.error,
+    }

@@ -1,0 +1,109 @@
+"""The stores a search opens: its Optuna study (trials, resume, parallel workers) and the
+knowledge base that warms the prior and remembers every finished search."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .._errors import UserError
+from .._objective import Objective
+from .._report import TrialRecord
+from .._space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+#: Where finished searches are remembered to warm the prior of the next (``--knowledge``).
+DEFAULT_KNOWLEDGE = Path.home() / ".autoconf" / "knowledge.db"
+
+
+def open_knowledge_base(ref: str | None) -> Any | None:
+    """The knowledge base at ``ref`` (None: the default store; "none": no knowledge base)."""
+    if ref is not None and ref.lower() == "none":
+        return None
+    from ..prior import KnowledgeBase
+
+    target = ref or str(DEFAULT_KNOWLEDGE)
+    if "://" not in target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    return KnowledgeBase(target)
+
+
+def history(kb: Any, space: SearchSpace, exclude: str) -> list[Any]:
+    """What the knowledge base measured on other models in this space (the prior's data)."""
+    if kb is None:
+        return []
+    return [t for t in kb.tables(space=space) if t.name != exclude]
+
+
+def kb_model_name(model_path: Path, sha: str) -> str:
+    """A model's name in the knowledge base: its file stem and content hash."""
+    return f"{model_path.stem}-{sha[:10]}"
+
+
+def feed_knowledge(
+    kb: Any,
+    name: str,
+    profile: Any,
+    space: SearchSpace,
+    objective: Objective,
+    records: list[TrialRecord],
+) -> str | None:
+    """Remember every measurement of this search; returns a note when it could not."""
+    if kb is None:
+        return None
+    try:
+        features = profile.features()
+        import kops
+
+        kb.add_model(name, features, profile.to_dict(), feature_version=str(kops.FEATURE_VERSION))
+        for r in records:
+            kb.add_measurement(name, space, r.config, r.measurement, objective)
+    except Exception as exc:  # the plan is worth more than the memory of it
+        logger.debug("knowledge base update failed", exc_info=True)
+        return f"knowledge base not updated: {type(exc).__name__}: {exc}"
+    return None
+
+
+def study_name(model_path: Path, sha: str, space: SearchSpace, objective: Objective) -> str:
+    rps = f"{objective.target_rps:g}rps" if objective.target_rps is not None else "capacity"
+    return f"{model_path.stem}-{sha[:10]}-{space.name}-p99_{objective.slo_p99_ms:g}ms-{rps}"
+
+
+def redact(url: str) -> str:
+    """A storage URL without its password (for plans, reports and errors)."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def open_study(
+    storage: str,
+    name: str,
+    objective: Objective,
+    sampler: optuna.samplers.BaseSampler,
+    resume: bool,
+) -> optuna.Study:
+    """Create the study, or load it with ``resume``; an existing study without ``resume`` is an
+    error (it would silently mix two searches)."""
+    try:
+        existing = optuna.study.get_all_study_names(storage)
+    except Exception as exc:  # any storage failure is the user's URL or server: one line
+        raise UserError(f"--storage {redact(storage)!r}: cannot open: {exc}") from None
+    if name in existing and not resume:
+        raise UserError(
+            f"a search {name!r} already exists in {redact(storage)}; pass --resume to continue "
+            "it or choose another --out/--storage"
+        )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        storage=storage,
+        study_name=name,
+        sampler=sampler,
+        direction=objective.direction,
+        load_if_exists=True,
+    )

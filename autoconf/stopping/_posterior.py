@@ -1,0 +1,127 @@
+"""``meta``: stop when the posterior of the ``meta`` sampler says the incumbent is within 5 % of
+the optimum (with confidence ``STOP_CONFIDENCE``) and the remaining expected improvement is
+negligible. Without a target load both are calibrated on pseudo-searches of the training models
+(:mod:`autoconf.stopping._calibration`); at a target load they come from the capacity
+posterior."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+from scipy.special import ndtr
+
+from .._meta import Posterior, PosteriorState, objective_sign
+from ._base import StoppingContext, StoppingRule
+from ._calibration import STOP_WITHIN, pseudo_search_states
+
+#: The stopping rule's confidence is the within-5% rate of this many training states with the
+#: nearest predicted gap (at least; 5% of the states when there are more).
+STOP_NEIGHBOURS = 50
+#: Stop when the confidence that the incumbent is within 5% of the optimum reaches this...
+STOP_CONFIDENCE = 0.95
+#: ...and the best remaining expected improvement is below this fraction of the incumbent.
+STOP_EI_FRACTION = 0.005
+
+
+def make(context: StoppingContext) -> PosteriorStoppingRule:
+    posterior = getattr(context.sampler, "posterior", None)
+    if not isinstance(posterior, Posterior):
+        raise ValueError("the meta stopping rule needs a sampler with a meta posterior")
+    return PosteriorStoppingRule(posterior)
+
+
+class PosteriorStoppingRule(StoppingRule):
+    def __init__(self, posterior: Posterior) -> None:
+        self.posterior = posterior
+        model = posterior.model
+        #: (predicted gap, within 5 %, regret) of pseudo-search states on the training models
+        self.states: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        S = model.prior_matrix
+        if S is not None and S.shape[0] >= 3 and not model.capacity:
+            self.states = pseudo_search_states(S, objective_sign(posterior.objective))
+
+    def should_terminate(self, study: optuna.Study) -> bool:
+        """True when the remaining expected improvement is negligible and the incumbent is
+        within 5% of the optimum with confidence >= STOP_CONFIDENCE."""
+        state = self.posterior.state(study)
+        best = state.best
+        if best is None:
+            return False
+        if self.expected_improvement(state) > STOP_EI_FRACTION * abs(best):
+            return False
+        return self.confidence_of(state) >= STOP_CONFIDENCE
+
+    def confidence(self, study: optuna.Study) -> float:
+        """P(the incumbent is within 5% of the optimum), under the posterior (independent
+        marginals); 0.0 without a feasible incumbent."""
+        return self.confidence_of(self.posterior.state(study))
+
+    def confidence_of(self, state: PosteriorState) -> float:
+        best = state.best
+        if best is None:
+            return 0.0
+        posterior = self.posterior
+        free = posterior.free(state)
+        model = posterior.model
+        if model.capacity:
+            threat = free & (model.cost < best / (1.0 + STOP_WITHIN))
+            if not threat.any():
+                return 1.0
+            p = posterior.feasibility(state)
+            return float(np.exp(np.sum(np.log1p(-np.clip(p[threat], 0, 1 - 1e-12)))))
+        units = model.unit_of[free]
+        m = state.mean[units]
+        s = state.sd[units]
+        sign = objective_sign(posterior.objective)
+        if self.states is not None and len(units):
+            # calibrated on the training models: the within-5% rate of pseudo-search states
+            # whose predicted gap (best unmeasured prediction vs incumbent) is nearest to ours
+            return float(self.states[1][self._similar_states(state, units)].mean())
+        bound = best * (1.0 + 0.05 * sign) if best >= 0 else best * (1.0 - 0.05 * sign)
+        z = sign * (bound - m) / s  # a config threatens the incumbent above z (in sd units)
+        p_exceed = model.tail.sf(units, z) if model.tail is not None else 1.0 - ndtr(z)
+        return float(np.exp(np.sum(np.log1p(-np.clip(p_exceed, 0.0, 1.0 - 1e-12)))))
+
+    def expected_improvement(self, state: PosteriorState) -> float:
+        """The best remaining expected improvement over the incumbent (objective units)."""
+        best = state.best
+        posterior = self.posterior
+        free = posterior.free(state)
+        if best is None or not free.any():
+            return math.inf if best is None else 0.0
+        model = posterior.model
+        if model.capacity:
+            p = posterior.feasibility(state)
+            return float(np.max(np.maximum(best - model.cost, 0.0)[free] * p[free]))
+        sign = objective_sign(posterior.objective)
+        units = model.unit_of[free]
+        if self.states is not None:
+            # calibrated: the mean regret of similar pseudo-search states on training models
+            return float(self.states[2][self._similar_states(state, units)].mean()) * abs(best)
+        m = sign * state.mean[units]
+        s = state.sd[units]
+        z0 = (sign * best - m) / s
+        if model.tail is not None:
+            ei = s * model.tail.partial(units, z0)
+        else:
+            ei = s * (np.exp(-0.5 * z0 * z0) / math.sqrt(2 * math.pi) - z0 * (1.0 - ndtr(z0)))
+        return float(ei.max())
+
+    def _similar_states(self, state: PosteriorState, units: np.ndarray) -> np.ndarray:
+        """Indices of the training pseudo-search states whose predicted gap (best unmeasured
+        prediction vs incumbent, relative) is nearest to this study's."""
+        sign = objective_sign(self.posterior.objective)
+        best = state.best
+        gap = (float(np.max(sign * state.mean[units])) - sign * best) / max(abs(best), 1e-12)
+        return self._nearest_states(gap)
+
+    def _nearest_states(self, x: float) -> np.ndarray:
+        """Indices of the (finite) calibration states nearest to ``x``."""
+        xs = self.states[0]
+        idx = np.flatnonzero(np.isfinite(xs))
+        if not len(idx):
+            return np.arange(len(xs))
+        n = min(len(idx), max(STOP_NEIGHBOURS, len(idx) // 20))
+        return idx[np.argpartition(np.abs(xs[idx] - x), n - 1)[:n]]
