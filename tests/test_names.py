@@ -35,9 +35,7 @@ HOSTILE_STEMS = [
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")
 # mkdir, cp and curl as recorders: one NUL-separated record per call, then a newline
-RECORDER = (
-    '#!/bin/sh\nprintf "%s\\0" "${0##*/}" "$@" >> "$CALLS"\nprintf "\\n" >> "$CALLS"\n'
-)
+RECORDER = '#!/bin/sh\nprintf "%s\\0" "${0##*/}" "$@" >> "$CALLS"\nprintf "\\n" >> "$CALLS"\n'
 CONFIG = Config(batch_size=4, gpu_type="T4", replicas=2, cpu_cores=2, instances_per_gpu=1)
 
 
