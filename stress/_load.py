@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +131,6 @@ def open_loop(
 
     try:
         for i in range(n):
-            out = tmp / f"result-{i}.json"
             cfg = {
                 "endpoints": endpoints,
                 "signature": signature,
@@ -143,52 +143,18 @@ def open_loop(
                 "timeout_s": timeout_s,
                 "seed": seed * 1000 + i,
                 "handshake": True,
-                "out": str(out),
             }
-            cfg_path = tmp / f"config-{i}.json"
-            cfg_path.write_text(json.dumps(cfg))
-            err_files.append(open(tmp / f"stderr-{i}.log", "w"))  # noqa: SIM115 - closed below
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "stress._locustfile", str(cfg_path)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=err_files[-1],  # a file: a pipe nobody reads could fill and block
-                    text=True,
-                    start_new_session=True,
-                )
-            )
+            proc, out, err = _spawn_generator(tmp, i, cfg, cpu_affinity)
+            procs.append(proc)
             outs.append(out)
-            if cpu_affinity:
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(procs[-1].pid, cpu_affinity)
+            err_files.append(err)
         for i, p in enumerate(procs):
             line = p.stdout.readline() if p.stdout else ""
             if line.strip() != "READY":
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(timeout=5)
                 raise StressError("load generator failed to start: " + (last_err(i) or "no output"))
-        start_at = time.time() + 0.2
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write(f"GO {start_at}\n")
-            p.stdin.flush()
-        stopping = False
-        deadline = start_at + warmup_s + duration_s + timeout_s + 30.0
-        while any(p.poll() is None for p in procs):
-            if check_alive is not None:
-                check_alive()
-            if not stopping and any(_aborted(o) for o in outs):
-                # One process saw the SLO clearly violated: the others stop too.
-                stopping = True
-                for p in procs:
-                    if p.poll() is None:
-                        p.terminate()
-            if time.time() > deadline:
-                raise StressError("load generator did not finish in time")
-            time.sleep(0.1)
-        if check_alive is not None:
-            check_alive()
+        _run_generators(procs, outs, warmup_s + duration_s + timeout_s + 30.0, check_alive)
         results = []
         for i, (p, o) in enumerate(zip(procs, outs)):
             if not o.exists():
@@ -198,19 +164,81 @@ def open_loop(
                 )
             results.append(json.loads(o.read_text()))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for f in (p.stdin, p.stdout):
-                if f:
-                    f.close()
-        for f in err_files:
-            f.close()
-        for f in tmp.iterdir():
-            f.unlink()
-        tmp.rmdir()
+        _stop_generators(procs, err_files, tmp)
     return merge_results(results, rate_rps, duration_s, warmup_s)
+
+
+def _spawn_generator(
+    tmp: Path, i: int, cfg: dict[str, Any], cpu_affinity: list[int] | None
+) -> tuple[subprocess.Popen, Path, Any]:
+    """Start generator process ``i`` with ``cfg``; it answers READY, then waits for GO."""
+    out = tmp / f"result-{i}.json"
+    cfg_path = tmp / f"config-{i}.json"
+    cfg_path.write_text(json.dumps({**cfg, "out": str(out)}))
+    err = open(tmp / f"stderr-{i}.log", "w")  # noqa: SIM115 - closed by _stop_generators
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stress._locustfile", str(cfg_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,  # a file: a pipe nobody reads could fill and block
+            text=True,
+            start_new_session=True,
+        )
+    except BaseException:
+        err.close()
+        raise
+    if cpu_affinity:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(proc.pid, cpu_affinity)
+    return proc, out, err
+
+
+def _run_generators(
+    procs: list[subprocess.Popen],
+    outs: list[Path],
+    max_s: float,
+    check_alive: Callable[[], None] | None,
+) -> None:
+    """Start every generator at the same instant and wait (at most ``max_s``) for them all,
+    stopping them all once one saw the SLO clearly violated."""
+    start_at = time.time() + 0.2
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(f"GO {start_at}\n")
+        p.stdin.flush()
+    stopping = False
+    deadline = start_at + max_s
+    while any(p.poll() is None for p in procs):
+        if check_alive is not None:
+            check_alive()
+        if not stopping and any(_aborted(o) for o in outs):
+            # One process saw the SLO clearly violated: the others stop too.
+            stopping = True
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+        if time.time() > deadline:
+            raise StressError("load generator did not finish in time")
+        time.sleep(0.1)
+    if check_alive is not None:
+        check_alive()
+
+
+def _stop_generators(procs: list[subprocess.Popen], err_files: list[Any], tmp: Path) -> None:
+    """Kill what still runs, close every pipe and log, remove the run's folder."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        for f in (p.stdin, p.stdout):
+            if f:
+                f.close()
+    for f in err_files:
+        f.close()
+    for f in tmp.iterdir():
+        f.unlink()
+    tmp.rmdir()
 
 
 def _aborted(out: Path) -> bool:
