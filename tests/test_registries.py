@@ -11,6 +11,7 @@ import optuna
 import pytest
 from _tiny import MODELS, tiny_space
 
+import stress
 from autoconf import Objective
 from autoconf._study import run_trials
 from autoconf.backends import BACKENDS, Backend
@@ -85,6 +86,14 @@ def _imports(package: str) -> set[str]:
 )
 def test_data_flows_one_way(package, forbidden):
     assert not (_imports(package) & forbidden), f"{package} reaches back up the chain"
+
+
+@pytest.mark.parametrize("name", sorted(stress.DEPLOYERS))
+def test_every_deployer_is_a_complete_deployer_registered_under_its_name(name):
+    module, cls = stress.DEPLOYERS[name].split(":")
+    deployer_cls = getattr(importlib.import_module(module), cls)
+    assert issubclass(deployer_cls, stress.Deployer) and deployer_cls.name == name
+    assert not deployer_cls.__abstractmethods__, "deploy and cleanup must be implemented"
 
 
 def _module_of(path: Path) -> str:
