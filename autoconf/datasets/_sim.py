@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,18 @@ from ._tables import load_tables, write_tables
 def sim_cache_dir() -> Path:
     """Where simulated tables are cached."""
     return _cache_root() / "sim"
+
+
+def _write_cache(table: ModelTable, cached: Path) -> None:
+    """Write ``table`` to ``cached`` all at once (a folder renamed into place), so that a
+    process reading the shared cache never sees half a table; the first writer wins."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cached.name}-", dir=cached.parent))
+    write_tables([table], tmp)
+    try:
+        os.rename(tmp, cached)
+    except OSError:  # another process cached the same table meanwhile: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def sim_tables(
@@ -64,7 +79,7 @@ def sim_tables(
             feats = np.asarray(model.features) if model.features else None
             table = ModelTable(model.name, space, objective, results, feats)
             if cached is not None:
-                write_tables([table], cached)
+                _write_cache(table, cached)
         tables.append(table)
     return tables
 
