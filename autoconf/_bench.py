@@ -332,7 +332,7 @@ def load_records(path: str | Path) -> list[BenchRecord]:
 def load_dataset(spec: str) -> list[ModelTable]:
     """Tables for a DATASET spec: ``falcon:DIR``, ``sim:DIR`` (ONNX models, profiled with kops and
     simulated), ``sim:zoo`` (also ``sim:zoo/train``, ``sim:zoo/eval``) or a directory of tables."""
-    from .backends._replay import load_tables
+    from .datasets import load_tables, onnx_dir_tables, zoo_tables
 
     kind, sep, rest = spec.partition(":")
     if sep and kind == "falcon":
@@ -341,12 +341,10 @@ def load_dataset(spec: str) -> list[ModelTable]:
             raise UserError(f"{rest}: not a directory of Falcon tables")
         return tables
     if sep and kind == "sim":
-        from .backends import _sim
-
         if rest in ("zoo", "zoo/train", "zoo/eval"):
             split = rest.partition("/")[2] or None
-            return _sim.zoo_tables(split=split)
-        return _sim.onnx_dir_tables(rest)
+            return zoo_tables(split=split)
+        return onnx_dir_tables(rest)
     if Path(spec).is_dir():
         return load_tables(spec)
     raise UserError(

@@ -24,7 +24,7 @@ import statistics
 
 import numpy as np
 
-from autoconf.backends._replay import load_tables
+from autoconf.datasets import load_tables
 
 
 def main() -> None:

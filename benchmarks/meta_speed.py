@@ -20,7 +20,7 @@ import optuna
 
 from autoconf import Objective
 from autoconf._record import distributions, tell
-from autoconf.backends._sim import zoo_tables
+from autoconf.datasets import zoo_tables
 from autoconf.samplers import SamplerContext, make_sampler
 
 

@@ -6,14 +6,24 @@ from typing import Any
 from ._api import (
     CapacityResult,
     Deployer,
-    DeployError,
     Deployment,
     DeploymentSpec,
     LoadResult,
-    StressError,
 )
-from ._capacity import capacity_search, step_passes
-from ._manifests import render_plan_manifests, validate_manifests
+from ._capacity import capacity_search, step_passes, upper_bound
+from ._errors import DeployError, StressError
+from ._labels import LabelScheme
+from ._manifests import (
+    ManifestOptions,
+    container_security_context,
+    object_meta,
+    render_load_manifests,
+    render_trial_manifests,
+    resource_requirements,
+    triton_model_config,
+    validate_manifests,
+)
+from ._names import check_model_name, dns_name, label_value, model_name, shell_quote
 
 #: name -> "module:Class" of each deployer, imported on first use (the Kubernetes client is heavy).
 DEPLOYERS: dict[str, str] = {
@@ -39,15 +49,28 @@ def get_deployer(name: str, **options: Any) -> Deployer:
 __all__ = [
     "DEPLOYERS",
     "capacity_search",
+    "check_model_name",
+    "container_security_context",
+    "dns_name",
     "get_deployer",
-    "render_plan_manifests",
-    "validate_manifests",
+    "label_value",
+    "model_name",
+    "object_meta",
+    "render_load_manifests",
+    "render_trial_manifests",
+    "resource_requirements",
+    "shell_quote",
     "step_passes",
+    "triton_model_config",
+    "upper_bound",
+    "validate_manifests",
     "CapacityResult",
     "DeployError",
     "Deployer",
     "Deployment",
     "DeploymentSpec",
+    "LabelScheme",
     "LoadResult",
+    "ManifestOptions",
     "StressError",
 ]

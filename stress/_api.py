@@ -13,18 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-
-class StressError(Exception):
-    """Bad input to the harness (exit code 2 on the CLI)."""
-
-    exit_code = 2
-
-
-class DeployError(StressError):
-    """A deployment that could not be brought up or died under test (not ready in time,
-    crashed or OOM, port in use, never scheduled, cluster unreachable)."""
-
-    exit_code = 1
+from ._errors import DeployError, StressError  # noqa: F401 (re-exported, as before)
+from ._names import check_model_name
 
 
 @dataclass(frozen=True)
@@ -32,7 +22,9 @@ class DeploymentSpec:
     """One candidate deployment of one model.
 
     ``gpu_type`` ``None`` or ``"cpu"`` means CPU-only. ``labels`` (study, trial) go on every
-    object a deployment creates, so leftovers can be found and removed.
+    object a deployment creates, so leftovers can be found and removed. ``model_name`` must
+    be a safe name (:func:`stress.model_name` makes one from a file name): it reaches a shell
+    script, a Triton configuration and object names.
     """
 
     model_path: Path
@@ -45,6 +37,9 @@ class DeploymentSpec:
     gpu_type: str | None = None
     memory_mb: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_model_name(self.model_name)
 
     @property
     def uses_gpu(self) -> bool:
@@ -180,3 +175,8 @@ class Deployer(abc.ABC):
     def deploy(self, spec: DeploymentSpec) -> Deployment:
         """Bring ``spec`` up and wait until it is ready; raise :class:`DeployError` if it is not
         ready in time, tearing down whatever was started."""
+
+    @abc.abstractmethod
+    def cleanup(self, study: str | None = None) -> list[str]:
+        """Remove what deployments of this deployer (of ``study``, else all) left behind, e.g.
+        after a crash; return a description of each thing removed."""

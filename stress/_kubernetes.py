@@ -1,8 +1,8 @@
 """The Kubernetes deployer: one trial = a Triton Deployment, its Service and model ConfigMap.
 
-Per trial it applies the manifests of :mod:`stress._manifests`, labelled
-``app.kubernetes.io/managed-by=autoconf``, ``autoconf.io/study``, ``autoconf.io/trial`` and
-``autoconf.io/deployment`` (unique per deployment); waits for the rollout, failing fast on a
+Per trial it applies the manifests of :mod:`stress._manifests`, labelled by the deployer's
+:class:`~stress.LabelScheme` (``app.kubernetes.io/managed-by``, ``<prefix>/study``,
+``<prefix>/trial`` and ``<prefix>/deployment``, unique per deployment); waits for the rollout, failing fast on a
 pod that cannot be scheduled (``PodScheduled=False/Unschedulable``) or that crashes
 (``CrashLoopBackOff``, ``OOMKilled``, image pull errors); runs each load step as Locust
 master/worker Jobs inside the cluster (the same open-loop locustfile as the local backend,
@@ -18,6 +18,7 @@ RBAC this needs.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -25,23 +26,22 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ._api import Deployer, DeployError, Deployment, DeploymentSpec, LoadResult, StressError
+from ._api import Deployer, Deployment, DeploymentSpec, LoadResult
+from ._errors import DeployError, StressError
+from ._labels import COMPONENT_KEY, LabelScheme
 from ._manifests import (
     FETCH_IMAGE,
     HTTP_PORT,
     LOCUST_IMAGE,
-    MANAGED_SELECTOR,
     TRITON_IMAGE,
     LoadJobSpec,
     ManifestOptions,
-    dns_name,
-    label_value,
     render_load_manifests,
     render_trial_manifests,
 )
+from ._names import dns_name, label_value
 
-LABEL_DEPLOYMENT = "autoconf.io/deployment"
-LABEL_RUN = "autoconf.io/run"
+logger = logging.getLogger(__name__)
 #: Waiting reasons of a container that will not come up by itself.
 FATAL_WAITING = {
     "CrashLoopBackOff",
@@ -55,7 +55,7 @@ FATAL_WAITING = {
 #: Prefix of the result line the locustfile prints in each generator pod's log.
 RESULT_PREFIX = "STRESS_RESULT "
 #: Seeds each worker of an Indexed Job differently, then runs the shared locustfile.
-_WRAPPER = '''"""autoconf: per-worker seed, then the open-loop locustfile (stress/_locustfile.py)."""
+_WRAPPER = '''"""stress: per-worker seed, then the open-loop locustfile (stress/_locustfile.py)."""
 import json
 import os
 
@@ -174,7 +174,7 @@ class _Cluster:
         return resp.data.decode("utf-8", "replace")
 
     def delete_labelled(self, selector: str) -> list[str]:
-        """Delete every object of the kinds autoconf creates that matches ``selector``."""
+        """Delete every object of the kinds a deployment creates that matches ``selector``."""
         from kubernetes.client.exceptions import ApiException
 
         deleted = []
@@ -209,25 +209,35 @@ def _kubeconfig_namespace(kubeconfig: str | None, context: str | None) -> str | 
 
     try:
         contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
-    except Exception:
+    except Exception as exc:  # no readable kubeconfig: the client's own error comes later
+        logger.debug("no namespace from the kubeconfig: %s", exc)
         return None
     chosen = next((c for c in contexts if c["name"] == context), active) if context else active
     return (chosen or {}).get("context", {}).get("namespace")
 
 
 def cleanup(
-    label_selector: str = MANAGED_SELECTOR,
+    label_selector: str | None = None,
     *,
+    labels: LabelScheme | None = None,
     namespace: str | None = None,
     kubeconfig: str | None = None,
     context: str | None = None,
     api_client: Any = None,
 ) -> list[str]:
-    """Delete every Job, Deployment, Service, ConfigMap and Pod matching ``label_selector`` in
-    ``namespace``; return ``Kind/name`` of each deleted object."""
-    if "app.kubernetes.io/managed-by" not in label_selector:
-        label_selector = f"{MANAGED_SELECTOR},{label_selector}".rstrip(",")
+    """Delete every Job, Deployment, Service, ConfigMap and Pod matching ``label_selector``
+    (always narrowed to what ``labels`` marks as managed) in ``namespace``; return
+    ``Kind/name`` of each deleted object."""
+    managed = (labels or LabelScheme()).selector()
+    if not label_selector:
+        label_selector = managed
+    elif managed not in label_selector.split(","):
+        label_selector = f"{managed},{label_selector}"
     cluster = _Cluster(api_client, kubeconfig, context, namespace)
+    return _cleanup(cluster, label_selector)
+
+
+def _cleanup(cluster: _Cluster, label_selector: str) -> list[str]:
     try:
         return cluster.delete_labelled(label_selector)
     except _errors() as exc:
@@ -255,7 +265,7 @@ class KubernetesDeployment(Deployment):
 
     @property
     def selector(self) -> str:
-        return f"{MANAGED_SELECTOR},{LABEL_DEPLOYMENT}={self.name}"
+        return self._deployer.labels.selector(deployment=self.name)
 
     @property
     def url(self) -> str:
@@ -264,7 +274,7 @@ class KubernetesDeployment(Deployment):
     def check_alive(self) -> None:
         """Raise :class:`DeployError` if a server pod crashed or was OOM-killed."""
         problem = _pod_problem(
-            self._cluster.pods(f"{self.selector},app.kubernetes.io/component=server"),
+            self._cluster.pods(f"{self.selector},{COMPONENT_KEY}=server"),
             after_ready=True,
         )
         if problem:
@@ -310,7 +320,7 @@ class KubernetesDeployment(Deployment):
             run,
             job,
             d.manifest_options,
-            extra_labels={LABEL_DEPLOYMENT: self.name, LABEL_RUN: run},
+            extra_labels={d.labels.key("deployment"): self.name, d.labels.key("run"): run},
         )
         run_selector = f"{self.selector},app.kubernetes.io/instance={run}-worker"
         try:
@@ -340,7 +350,7 @@ class KubernetesDeployment(Deployment):
         except _errors() as exc:
             raise DeployError(f"{run}: Kubernetes API error: {_why(exc)}") from None
         finally:
-            self._delete(f"{self.selector},{LABEL_RUN}={run}")
+            self._delete(f"{self.selector},{d.labels.key('run')}={run}")
         result = merge_results(results, rate_rps, duration_s, warmup_s)
         result.extra["kubernetes_run"] = run
         return result
@@ -348,8 +358,9 @@ class KubernetesDeployment(Deployment):
     def _delete(self, selector: str) -> None:
         try:
             self.deleted.extend(self._cluster.delete_labelled(selector))
-        except (DeployError, *_errors()):
-            pass  # best effort here; teardown tries again and cleanup() finds the rest
+        except (DeployError, *_errors()) as exc:
+            # best effort here: teardown tries again and cleanup() finds the rest
+            logger.warning("could not delete %s yet: %s", selector, _why(exc))
 
     def teardown(self) -> None:
         if self._torn_down:
@@ -360,7 +371,7 @@ class KubernetesDeployment(Deployment):
         except (DeployError, *_errors()) as exc:
             raise DeployError(
                 f"teardown of {self.name} incomplete ({_why(exc)}); "
-                f"run: autoconf cleanup --study {self.spec.labels.get('study', '...')}"
+                f"delete what is labelled {self.selector} (the deployer's cleanup() does)"
             ) from None
         finally:
             release, self._release = self._release, _noop
@@ -442,6 +453,7 @@ class KubernetesDeployer(Deployer):
         inflight_cap: int = 256,
         study: str | None = None,
         request_timeout_s: float = 10.0,
+        labels: LabelScheme | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -451,7 +463,9 @@ class KubernetesDeployer(Deployer):
         if parallelism < 1:
             raise StressError("parallelism must be at least 1")
         self.cluster = _Cluster(api_client, kubeconfig, context, namespace, request_timeout_s)
+        self.labels = labels or LabelScheme()
         self.manifest_options = ManifestOptions(
+            labels=self.labels,
             namespace=self.cluster.namespace,
             image=image,
             fetch_image=fetch_image,
@@ -505,7 +519,10 @@ class KubernetesDeployer(Deployer):
         dep = KubernetesDeployment(spec, self, name, self._slots.release)
         try:
             docs = render_trial_manifests(
-                spec, name, self.manifest_options, extra_labels={LABEL_DEPLOYMENT: name}
+                spec,
+                name,
+                self.manifest_options,
+                extra_labels={self.labels.key("deployment"): name},
             )
             for doc in docs:
                 self.cluster.create(doc)
@@ -534,7 +551,7 @@ class KubernetesDeployer(Deployer):
             st = d.status
             if (st.available_replicas or 0) >= want and (st.ready_replicas or 0) >= want:
                 return
-            pods = self.cluster.pods(f"{dep.selector},app.kubernetes.io/component=server")
+            pods = self.cluster.pods(f"{dep.selector},{COMPONENT_KEY}=server")
             crash = _pod_problem(pods, after_ready=True)
             if crash:
                 raise DeployError(f"{dep.name}: {crash}")
@@ -553,12 +570,7 @@ class KubernetesDeployer(Deployer):
                 )
             time.sleep(self.poll_s)
 
-    def cleanup(self, label_selector: str | None = None) -> list[str]:
-        """Delete leftovers of this deployer's study (or of ``label_selector``)."""
-        if label_selector is None:
-            label_selector = MANAGED_SELECTOR
-            if self.study:
-                label_selector += f",autoconf.io/study={label_value(self.study)}"
-        return cleanup(
-            label_selector, api_client=self.cluster.api_client, namespace=self.cluster.namespace
-        )
+    def cleanup(self, study: str | None = None) -> list[str]:
+        """Delete every object labelled for ``study`` (default: this deployer's study; all
+        this label scheme manages without one) in the deployer's namespace."""
+        return _cleanup(self.cluster, self.labels.selector(study or self.study))

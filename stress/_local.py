@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import math
 import os
 import signal
@@ -30,10 +31,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ._api import Deployer, DeployError, Deployment, DeploymentSpec, LoadResult, StressError
+from ._api import Deployer, Deployment, DeploymentSpec, LoadResult
+from ._errors import DeployError, StressError
 from ._load import DEFAULT_INFLIGHT_CAP, input_signature
 from ._load import open_loop as _open_loop
 from ._stability import MAX_WINDOWS
+
+logger = logging.getLogger(__name__)
 
 _LIVE: set[LocalDeployment] = set()
 _LIVE_LOCK = threading.Lock()
@@ -41,11 +45,15 @@ _HANDLERS_INSTALLED = False
 
 
 def _teardown_all() -> None:
+    """Tear down every live deployment (at exit, on SIGTERM); one failure does not stop the
+    rest, and each is logged."""
     with _LIVE_LOCK:
         live = list(_LIVE)
     for dep in live:
-        with contextlib.suppress(Exception):
+        try:
             dep.teardown()
+        except Exception:
+            logger.exception("teardown of local deployment %s failed", dep.spec.model_name)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -363,3 +371,20 @@ class LocalDeployer(Deployer):
             dep.teardown()
             raise
         return dep
+
+    def cleanup(self, study: str | None = None) -> list[str]:
+        """Stop this deployer's deployments still running in this process (of ``study``).
+
+        Servers of a process that died are gone already: they die with their parent.
+        """
+        with _LIVE_LOCK:
+            mine = [
+                d
+                for d in _LIVE
+                if d.deployer is self and (study is None or d.spec.labels.get("study") == study)
+            ]
+        removed = []
+        for dep in mine:
+            dep.teardown()
+            removed.append(f"{dep.spec.model_name}: {len(dep.procs)} server process(es)")
+        return removed

@@ -1,4 +1,4 @@
-"""Kubernetes manifests, as plain dicts, for a trial deployment and for a final serving plan.
+"""Kubernetes manifests, as plain dicts, for a trial deployment and its load, and their check.
 
 A trial is a Deployment of Triton Inference Server, its Service, and a ConfigMap holding the
 generated Triton model configuration (``config.pbtxt``). The model reaches the pod through an
@@ -7,8 +7,12 @@ downloads ``model.onnx`` from a configurable URI (``http(s)://``, with curl) or,
 models (< ~900 KiB) and no URI, copies it from the ConfigMap's ``binaryData``. Triton then
 serves ``/models`` read-only. The load runs in-cluster as Locust master/worker Jobs.
 
-Every object carries ``app.kubernetes.io/managed-by=autoconf`` and the ``autoconf.io/study`` /
-``autoconf.io/trial`` labels of its spec, so leftovers can be found and removed by label.
+Every object carries the labels of :attr:`ManifestOptions.labels` (``managed-by`` and the
+spec's study/trial under the caller's prefix), so leftovers can be found and removed by label.
+The model's name reaches the init script and ``config.pbtxt`` only as checked by
+:mod:`stress._names` (and quoted in the script). The pod spec's parts
+(:func:`resource_requirements`, :func:`container_security_context`, :func:`object_meta`) are
+public so that callers can render further objects (a serving plan's HPA, ...) the same way.
 :func:`validate_manifests` checks documents against the real Kubernetes schemas offline with
 ``kubernetes-validate`` in strict mode.
 """
@@ -16,25 +20,21 @@ Every object carries ``app.kubernetes.io/managed-by=autoconf`` and the ``autocon
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._api import DeploymentSpec, StressError
+from ._api import DeploymentSpec
+from ._errors import StressError
+from ._labels import COMPONENT_KEY, LabelScheme
+from ._names import check_model_name, shell_quote
 
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.08-py3"
 FETCH_IMAGE = "curlimages/curl:8.10.1"
 LOCUST_IMAGE = "locustio/locust:2.47.0"
 #: The Kubernetes version whose schemas :func:`validate_manifests` checks against.
 KUBERNETES_VERSION = "1.30"
-
-LABEL_STUDY = "autoconf.io/study"
-LABEL_TRIAL = "autoconf.io/trial"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "autoconf"}
-MANAGED_SELECTOR = "app.kubernetes.io/managed-by=autoconf"
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
@@ -77,43 +77,22 @@ class ManifestOptions:
     default_memory_mb: int = 2048
     service_account: str | None = None
     image_pull_secrets: list[str] = field(default_factory=list)
+    #: The labels on every object (managed-by and the study/trial keys' prefix).
+    labels: LabelScheme = field(default_factory=LabelScheme)
 
     def gpu_label_value(self, gpu_type: str) -> str:
         return {**GPU_PRODUCT_LABELS, **self.gpu_product_labels}.get(gpu_type, gpu_type)
 
 
-def dns_name(text: str, max_len: int = 63) -> str:
-    """``text`` as a DNS-1123 label (lowercase alphanumerics and '-')."""
-    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    return (name[:max_len].rstrip("-")) or "x"
-
-
-def label_value(text: str) -> str:
-    """``text`` as a valid label value (<= 63 chars of [A-Za-z0-9._-], alphanumeric ends)."""
-    value = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text))[:63]
-    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
-
-
-def trial_labels(spec: DeploymentSpec) -> dict[str, str]:
-    """The labels every object of this spec carries (managed-by, study, trial)."""
-    labels = dict(MANAGED_BY)
-    for key, label in (("study", LABEL_STUDY), ("trial", LABEL_TRIAL)):
-        if spec.labels.get(key):
-            labels[label] = label_value(spec.labels[key])
-    for key, value in spec.labels.items():
-        if "/" in key or key not in ("study", "trial"):
-            labels[key] = label_value(value)
-    return labels
-
-
 def triton_model_config(spec: DeploymentSpec) -> str:
     """The Triton model configuration (``config.pbtxt``) for ``spec``."""
+    name = check_model_name(spec.model_name)  # no quote or newline can reach the file
     kind = "KIND_GPU" if spec.uses_gpu else "KIND_CPU"
     count = max(1, spec.instances_per_gpu) if spec.uses_gpu else 1
     delay_us = int(round(spec.max_queue_delay_ms * 1000))
     threads = max(1, int(round(spec.cpu_cores)))
     return (
-        f'name: "{spec.model_name}"\n'
+        f'name: "{name}"\n'
         'platform: "onnxruntime_onnx"\n'
         f"max_batch_size: {int(spec.batch_size)}\n"
         f"dynamic_batching {{\n  max_queue_delay_microseconds: {delay_us}\n}}\n"
@@ -129,7 +108,8 @@ def _cpu_quantity(cores: float) -> str:
     return str(int(cores)) if float(cores).is_integer() else f"{int(round(cores * 1000))}m"
 
 
-def _resources(spec: DeploymentSpec, opts: ManifestOptions) -> dict[str, Any]:
+def resource_requirements(spec: DeploymentSpec, opts: ManifestOptions) -> dict[str, Any]:
+    """Requests = limits (guaranteed QoS): the spec's cores and memory, one GPU if it uses one."""
     amounts = {
         "cpu": _cpu_quantity(spec.cpu_cores),
         "memory": f"{spec.memory_mb or opts.default_memory_mb}Mi",
@@ -139,7 +119,8 @@ def _resources(spec: DeploymentSpec, opts: ManifestOptions) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _container_security() -> dict[str, Any]:
+def container_security_context() -> dict[str, Any]:
+    """Non-root, no privilege escalation, read-only root, no capabilities, default seccomp."""
     return {
         "runAsNonRoot": True,
         "runAsUser": _RUN_AS_USER,
@@ -160,7 +141,10 @@ def _pod_security() -> dict[str, Any]:
     }
 
 
-def _meta(name: str, namespace: str, labels: Mapping[str, str], **extra: Any) -> dict[str, Any]:
+def object_meta(
+    name: str, namespace: str, labels: Mapping[str, str], **extra: Any
+) -> dict[str, Any]:
+    """An object's ``metadata``."""
     return {"name": name, "namespace": namespace, "labels": dict(labels), **extra}
 
 
@@ -180,7 +164,7 @@ def model_config_map(
     doc: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(name, opts.namespace, labels),
+        "metadata": object_meta(name, opts.namespace, labels),
         "data": {"config.pbtxt": triton_model_config(spec)},
     }
     if _embeddable(spec, opts):
@@ -190,20 +174,21 @@ def model_config_map(
 
 
 def _fetch_container(spec: DeploymentSpec, opts: ManifestOptions) -> dict[str, Any]:
-    model_dir = f"/models/{spec.model_name}"
+    model_dir = f"/models/{check_model_name(spec.model_name)}"
+    onnx_path = shell_quote(f"{model_dir}/1/model.onnx")
     if _embeddable(spec, opts):
-        get_model = f"cp /config/model.onnx {model_dir}/1/model.onnx"
+        get_model = f"cp /config/model.onnx {onnx_path}"
         env: list[dict[str, Any]] = []
     else:
         get_model = (
-            'if [ -z "$MODEL_URI" ]; then echo "MODEL_URI is not set: upload model.onnx and set '
-            'ManifestOptions.model_uri (autoconf --model-uri)" >&2; exit 1; fi; '
-            f'curl -fsSL --retry 3 -o {model_dir}/1/model.onnx "$MODEL_URI"'
+            'if [ -z "$MODEL_URI" ]; then echo "MODEL_URI is not set: upload model.onnx where the '
+            'pod can fetch it and set the model_uri option of the deployer" >&2; exit 1; fi; '
+            f'curl -fsSL --retry 3 -o {onnx_path} "$MODEL_URI"'
         )
         env = [{"name": "MODEL_URI", "value": opts.model_uri or ""}]
     script = (
-        f"set -e; mkdir -p {model_dir}/1; cp /config/config.pbtxt {model_dir}/config.pbtxt; "
-        + get_model
+        f"set -e; mkdir -p {shell_quote(model_dir + '/1')}; "
+        f"cp /config/config.pbtxt {shell_quote(model_dir + '/config.pbtxt')}; " + get_model
     )
     return {
         "name": "fetch-model",
@@ -214,7 +199,7 @@ def _fetch_container(spec: DeploymentSpec, opts: ManifestOptions) -> dict[str, A
             "requests": {"cpu": "250m", "memory": "256Mi"},
             "limits": {"cpu": "250m", "memory": "256Mi"},
         },
-        "securityContext": _container_security(),
+        "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": "model-repository", "mountPath": "/models"},
             {"name": "model-config", "mountPath": "/config", "readOnly": True},
@@ -248,8 +233,8 @@ def _pod_spec(spec: DeploymentSpec, opts: ManifestOptions, config_map: str) -> d
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
-        "resources": _resources(spec, opts),
-        "securityContext": _container_security(),
+        "resources": resource_requirements(spec, opts),
+        "securityContext": container_security_context(),
         "readinessProbe": _probe("/v2/health/ready", 2, 3),
         "livenessProbe": _probe("/v2/health/live", 10, 3),
         "startupProbe": _probe("/v2/health/live", 2, 150),
@@ -291,14 +276,14 @@ def render_trial_manifests(
 ) -> list[dict[str, Any]]:
     """ConfigMap, Deployment and Service of one trial named ``name`` (a DNS label)."""
     opts = opts or ManifestOptions()
-    labels = {**trial_labels(spec), **(extra_labels or {})}
+    labels = {**opts.labels.for_spec(spec.labels), **(extra_labels or {})}
     selector = {"app.kubernetes.io/name": "triton", "app.kubernetes.io/instance": name}
-    pod_labels = {**labels, **selector, LABEL_COMPONENT: "server"}
+    pod_labels = {**labels, **selector, COMPONENT_KEY: "server"}
     config_map = f"{name}-model"
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(name, opts.namespace, {**labels, **selector}),
+        "metadata": object_meta(name, opts.namespace, {**labels, **selector}),
         "spec": {
             "replicas": int(spec.replicas),
             "selector": {"matchLabels": selector},
@@ -311,7 +296,7 @@ def render_trial_manifests(
     service = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(name, opts.namespace, {**labels, **selector}),
+        "metadata": object_meta(name, opts.namespace, {**labels, **selector}),
         "spec": {
             "type": "ClusterIP",
             "selector": selector,
@@ -346,6 +331,72 @@ class LoadJobSpec:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
+def _load_job(
+    name: str,
+    role: str,
+    sel: Mapping[str, str],
+    args: list[str],
+    count: int,
+    load: LoadJobSpec,
+    opts: ManifestOptions,
+    labels: Mapping[str, str],
+) -> dict[str, Any]:
+    """The Locust ``role`` (master/worker) Job of run ``name``: ``count`` pods running ``args``."""
+    run_time_s = _run_time_s(load)
+    container: dict[str, Any] = {
+        "name": "locust",
+        "image": opts.locust_image,
+        "args": args,
+        "env": [{"name": k, "value": v} for k, v in load.env.items()],
+        "resources": {
+            "requests": {"cpu": "1", "memory": "512Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+        },
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "locustfile", "mountPath": "/locust", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if role == "master":
+        container["ports"] = [
+            {"name": "master", "containerPort": LOCUST_MASTER_PORT, "protocol": "TCP"}
+        ]
+    job_spec: dict[str, Any] = {
+        "parallelism": count,
+        "completions": count,
+        "backoffLimit": 0,
+        "activeDeadlineSeconds": run_time_s + 300,
+        "ttlSecondsAfterFinished": 3600,
+        "template": {
+            "metadata": {"labels": {**labels, **sel}},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "securityContext": _pod_security(),
+                "containers": [container],
+                "volumes": [
+                    {"name": "locustfile", "configMap": {"name": f"{name}-locust"}},
+                    {"name": "tmp", "emptyDir": {}},
+                ],
+            },
+        },
+    }
+    if role == "worker":
+        job_spec["completionMode"] = "Indexed"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": object_meta(f"{name}-{role}", opts.namespace, {**labels, **sel}),
+        "spec": job_spec,
+    }
+
+
+def _run_time_s(load: LoadJobSpec) -> int:
+    """How long the master runs: warm-up, the measured step and 30 s to spare."""
+    return int(load.warmup_s + load.duration_s + 0.999) + 30
+
+
 def render_load_manifests(
     spec: DeploymentSpec,
     name: str,
@@ -360,7 +411,7 @@ def render_load_manifests(
     ``{name}-master`` Service.
     """
     opts = opts or ManifestOptions()
-    labels = {**trial_labels(spec), **(extra_labels or {}), LABEL_COMPONENT: "load"}
+    labels = {**opts.labels.for_spec(spec.labels), **(extra_labels or {}), COMPONENT_KEY: "load"}
     master_sel = {
         "app.kubernetes.io/name": "locust",
         "app.kubernetes.io/instance": f"{name}-master",
@@ -369,58 +420,9 @@ def render_load_manifests(
         "app.kubernetes.io/name": "locust",
         "app.kubernetes.io/instance": f"{name}-worker",
     }
-    run_time_s = int(load.warmup_s + load.duration_s + 0.999) + 30
+    run_time_s = _run_time_s(load)
     common = ["-f", f"/locust/{load.locustfile}", "--host", load.target_url]
     workers = int(load.workers)
-
-    def job(role: str, sel: dict[str, str], args: list[str], count: int) -> dict[str, Any]:
-        container: dict[str, Any] = {
-            "name": "locust",
-            "image": opts.locust_image,
-            "args": args,
-            "env": [{"name": k, "value": v} for k, v in load.env.items()],
-            "resources": {
-                "requests": {"cpu": "1", "memory": "512Mi"},
-                "limits": {"cpu": "1", "memory": "512Mi"},
-            },
-            "securityContext": _container_security(),
-            "volumeMounts": [
-                {"name": "locustfile", "mountPath": "/locust", "readOnly": True},
-                {"name": "tmp", "mountPath": "/tmp"},
-            ],
-        }
-        if role == "master":
-            container["ports"] = [
-                {"name": "master", "containerPort": LOCUST_MASTER_PORT, "protocol": "TCP"}
-            ]
-        job_spec: dict[str, Any] = {
-            "parallelism": count,
-            "completions": count,
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": run_time_s + 300,
-            "ttlSecondsAfterFinished": 3600,
-            "template": {
-                "metadata": {"labels": {**labels, **sel}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "securityContext": _pod_security(),
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "locustfile", "configMap": {"name": f"{name}-locust"}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
-                },
-            },
-        }
-        if role == "worker":
-            job_spec["completionMode"] = "Indexed"
-        return {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": _meta(f"{name}-{role}", opts.namespace, {**labels, **sel}),
-            "spec": job_spec,
-        }
 
     master_args = [
         *common,
@@ -437,13 +439,13 @@ def render_load_manifests(
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": _meta(f"{name}-locust", opts.namespace, labels),
+            "metadata": object_meta(f"{name}-locust", opts.namespace, labels),
             "data": dict(load.files),
         },
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _meta(f"{name}-master", opts.namespace, labels),
+            "metadata": object_meta(f"{name}-master", opts.namespace, labels),
             "spec": {
                 "type": "ClusterIP",
                 "selector": master_sel,
@@ -457,101 +459,9 @@ def render_load_manifests(
                 ],
             },
         },
-        job("master", master_sel, master_args, 1),
-        job("worker", worker_sel, worker_args, workers),
+        _load_job(name, "master", master_sel, master_args, 1, load, opts, labels),
+        _load_job(name, "worker", worker_sel, worker_args, workers, load, opts, labels),
     ]
-
-
-def render_plan_manifests(
-    spec: DeploymentSpec,
-    *,
-    image: str = TRITON_IMAGE,
-    namespace: str = "default",
-    hpa_max_replicas: int | None = None,
-    hpa_cpu_utilization_pct: int = 70,
-    kserve: bool = False,
-    name: str | None = None,
-    options: ManifestOptions | None = None,
-    target_rps: float | None = None,
-    slo_p99_ms: float | None = None,
-) -> list[dict[str, Any]]:
-    """Deployable manifests for a final plan: ConfigMap, Deployment, Service, HPA
-    (autoscaling/v2, from ``spec.replicas`` up to ``hpa_max_replicas``, default twice that),
-    and with ``kserve`` a KServe ``InferenceService`` serving the same model with Triton.
-
-    The HPA scales on CPU utilization (the one metric every cluster has); scaling on Triton's
-    queue time needs a custom-metrics adapter and is left to the operator. ``target_rps`` and
-    ``slo_p99_ms``, when given, are recorded as annotations of the Deployment.
-    """
-    opts = options or ManifestOptions()
-    opts = ManifestOptions(**{**opts.__dict__, "image": image, "namespace": namespace})
-    name = dns_name(name or f"{spec.model_name}-serving")
-    docs = render_trial_manifests(spec, name, opts)
-    notes = {"autoconf.io/target-rps": target_rps, "autoconf.io/slo-p99-ms": slo_p99_ms}
-    annotations = {k: f"{v:g}" for k, v in notes.items() if v is not None}
-    if annotations:
-        docs[1]["metadata"]["annotations"] = annotations
-    min_r = max(1, int(spec.replicas))
-    max_r = max(min_r, int(hpa_max_replicas) if hpa_max_replicas else 2 * min_r)
-    labels = trial_labels(spec)
-    docs.append(
-        {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": _meta(name, namespace, labels),
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "minReplicas": min_r,
-                "maxReplicas": max_r,
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {
-                                "type": "Utilization",
-                                "averageUtilization": int(hpa_cpu_utilization_pct),
-                            },
-                        },
-                    }
-                ],
-            },
-        }
-    )
-    if kserve:
-        docs.append(_inference_service(spec, name, opts, labels, min_r, max_r))
-    return docs
-
-
-def _inference_service(
-    spec: DeploymentSpec,
-    name: str,
-    opts: ManifestOptions,
-    labels: Mapping[str, str],
-    min_r: int,
-    max_r: int,
-) -> dict[str, Any]:
-    tag = opts.image.rsplit(":", 1)[-1] if ":" in opts.image else "latest"
-    predictor: dict[str, Any] = {
-        "minReplicas": min_r,
-        "maxReplicas": max_r,
-        "model": {
-            "modelFormat": {"name": "onnx"},
-            "runtime": "kserve-tritonserver",
-            "runtimeVersion": tag,
-            "storageUri": opts.model_uri or f"pvc://models/{spec.model_name}",
-            "resources": _resources(spec, opts),
-            "securityContext": _container_security(),
-        },
-    }
-    if spec.uses_gpu:
-        predictor["nodeSelector"] = {opts.gpu_label: opts.gpu_label_value(str(spec.gpu_type))}
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": _meta(f"{name}-kserve", opts.namespace, labels),
-        "spec": {"predictor": predictor},
-    }
 
 
 # --------------------------------------------------------------------------- validation

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoconf import load_space
-from autoconf.backends._sim import SimModel
+from autoconf._simulator import SimModel
 
 TINY_SPACE = """
 name: tiny

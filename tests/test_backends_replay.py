@@ -8,7 +8,7 @@ import pytest
 
 from autoconf import Config, Load, Measurement, ModelTable, Objective, UserError, load_space
 from autoconf.backends import get_backend
-from autoconf.backends._replay import load_tables, write_tables
+from autoconf.datasets import load_tables, write_tables
 
 FALCON = Path("/work/shared/data/falcon/sources")
 

@@ -8,8 +8,9 @@ import pytest
 from _tiny import MODELS, tiny_space
 
 from autoconf import Config, Load, Objective
+from autoconf._simulator import CALIBRATION, SimModel, calibrate, simulate_configs
 from autoconf.backends import get_backend
-from autoconf.backends._sim import CALIBRATION, SimModel, calibrate, sim_tables, simulate_configs
+from autoconf.datasets import sim_tables
 
 MICROBENCH = Path("/work/shared/data/falcon/operator_microbench_wide.csv")
 
@@ -83,7 +84,7 @@ def test_shipped_calibration_matches_the_microbenchmark():
 
 
 def test_scalar_path_matches_the_vectorised_one(tmp_path, monkeypatch):
-    from autoconf.backends import _sim
+    from autoconf import _simulator as _sim
 
     space = tiny_space(tmp_path)
     configs = space.configs()[:12]
@@ -118,7 +119,7 @@ def test_ground_truth_tables_are_non_trivial(tmp_path):
 def test_sim_dir_profiles_onnx_models_with_kops(tmp_path):
     """sim:DIR end to end on one tiny generated model (exported with torch at test time)."""
     import kops
-    from autoconf.backends._sim import onnx_dir_tables
+    from autoconf.datasets import onnx_dir_tables
 
     models = tmp_path / "models"
     models.mkdir()

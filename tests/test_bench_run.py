@@ -9,9 +9,8 @@ from _tiny import MODELS, tiny_space
 
 from autoconf import Objective
 from autoconf._bench import run_bench, summarize
-from autoconf.backends._replay import write_tables
-from autoconf.backends._sim import sim_tables
 from autoconf.cli import main
+from autoconf.datasets import sim_tables, write_tables
 from autoconf.samplers import SAMPLERS
 from autoconf.samplers._baselines import StaticOrderSampler, transfer_order
 

@@ -25,6 +25,7 @@ from kubernetes import client
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from k8s_double import FakeNode, KubeApiDouble  # noqa: E402
 
+from autoconf._deployment import LABELS  # noqa: E402
 from autoconf.cli import main  # noqa: E402
 from stress import DeployError, DeploymentSpec, get_deployer  # noqa: E402
 from stress._kubernetes import KubernetesDeployer, cleanup  # noqa: E402
@@ -88,7 +89,7 @@ def double():
 def _deployer(double: KubeApiDouble, **kw) -> KubernetesDeployer:
     api = client.ApiClient(client.Configuration(host=double.url))
     opts = dict(api_client=api, namespace="trials", poll_s=0.02, unschedulable_grace_s=0.0)
-    return KubernetesDeployer(**{**opts, **kw})
+    return KubernetesDeployer(**{**opts, "labels": LABELS, **kw})  # as autoconf deploys
 
 
 def _kubeconfig(tmp_path: Path, server: str) -> Path:
@@ -135,6 +136,17 @@ def test_registry_builds_the_kubernetes_deployer(double: KubeApiDouble) -> None:
     api = client.ApiClient(client.Configuration(host=double.url))
     d = get_deployer("kubernetes", api_client=api, namespace="trials", parallelism=2)
     assert isinstance(d, KubernetesDeployer) and d.parallelism == 2
+
+
+def test_stress_alone_labels_with_its_own_scheme(double: KubeApiDouble, model: Path) -> None:
+    """Without a caller's scheme, nothing says autoconf; cleanup(study) finds it all."""
+    api = client.ApiClient(client.Configuration(host=double.url))
+    d = KubernetesDeployer(api_client=api, namespace="trials", poll_s=0.02)
+    d.deploy(DeploymentSpec(model, labels={"study": "solo", "trial": "1"}))
+    d._slots.release()
+    assert double.count("app.kubernetes.io/managed-by=stress,stress.io/study=solo") > 0
+    assert double.count("app.kubernetes.io/managed-by=autoconf") == 0
+    assert d.cleanup("other") == [] and d.cleanup("solo") and double.count() == 0
 
 
 def test_unschedulable_deployment_fails_and_is_deleted(double: KubeApiDouble, model: Path) -> None:
@@ -235,7 +247,7 @@ def test_cleanup_removes_leftovers_by_label(
     assert {d.split("/")[0] for d in out["deleted"]} >= {"Deployment", "Service", "ConfigMap"}
     assert double.count("autoconf.io/study=old") == 0
     assert double.count("autoconf.io/study=keep") > 0
-    deleted = cleanup(namespace="trials", api_client=api.api_client)
+    deleted = cleanup(namespace="trials", api_client=api.api_client, labels=LABELS)
     assert double.count(MANAGED) == 0 and deleted
     assert double.names("configmaps") == ["theirs"]
 

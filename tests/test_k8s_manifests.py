@@ -9,14 +9,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stress import DeploymentSpec, StressError, render_plan_manifests, validate_manifests
-from stress._manifests import (
-    LoadJobSpec,
+from autoconf._manifests import render_plan_manifests
+from stress import (
+    DeploymentSpec,
+    LabelScheme,
     ManifestOptions,
+    StressError,
     render_load_manifests,
     render_trial_manifests,
     triton_model_config,
+    validate_manifests,
 )
+from stress._manifests import LoadJobSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,9 +44,10 @@ def _pods(docs):
 @pytest.mark.parametrize("gpu", [None, "A100-80GB"])
 def test_trial_and_load_manifests_are_valid_and_hardened(model: Path, gpu) -> None:
     spec = _spec(model, gpu_type=gpu)
-    docs = render_trial_manifests(spec, "ac-s-7", ManifestOptions(namespace="ns"))
+    opts = ManifestOptions(namespace="ns", labels=LabelScheme("team.example", "tool"))
+    docs = render_trial_manifests(spec, "ac-s-7", opts)
     docs += render_load_manifests(
-        spec, "ac-s-7-l1", LoadJobSpec("http://ac-s-7:8000", 5, 1, workers=3, env={"A": "1"})
+        spec, "ac-s-7-l1", LoadJobSpec("http://ac-s-7:8000", 5, 1, workers=3, env={"A": "1"}), opts
     )
     validate_manifests(docs)
     assert [d["kind"] for d in docs] == [
@@ -50,8 +55,10 @@ def test_trial_and_load_manifests_are_valid_and_hardened(model: Path, gpu) -> No
     ]  # fmt: skip
     for d in docs:
         labels = d["metadata"]["labels"]
-        assert labels["app.kubernetes.io/managed-by"] == "autoconf"
-        assert labels["autoconf.io/study"] == "s-1" and labels["autoconf.io/trial"] == "7"
+        assert labels["app.kubernetes.io/managed-by"] == "tool"  # the caller's scheme
+        assert labels["team.example/study"] == "s-1" and labels["team.example/trial"] == "7"
+    default = render_trial_manifests(spec, "x")[0]["metadata"]["labels"]
+    assert default["app.kubernetes.io/managed-by"] == "stress" and "stress.io/study" in default
     for pod in _pods(docs):
         assert pod["securityContext"]["runAsNonRoot"] is True
         for c in pod.get("initContainers", []) + pod["containers"]:
@@ -130,6 +137,7 @@ def test_plan_manifests_with_hpa_and_kserve_are_valid(model: Path, gpu: str) -> 
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 9)
     assert all(d["metadata"]["namespace"] == "prod" for d in docs)
     assert docs[1]["metadata"]["annotations"]["autoconf.io/slo-p99-ms"] == "50"
+    assert all(d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "autoconf" for d in docs)
 
 
 def test_invalid_documents_are_rejected_with_one_line(model: Path) -> None:

@@ -11,10 +11,11 @@ import optuna
 import pytest
 from _tiny import MODELS, tiny_space
 
+import stress
 from autoconf import Objective
 from autoconf._study import run_trials
 from autoconf.backends import BACKENDS, Backend
-from autoconf.backends._sim import sim_tables
+from autoconf.datasets import sim_tables
 from autoconf.samplers import SAMPLERS, SamplerContext, make_sampler
 from autoconf.stopping import (
     STOPPING_RULES,
@@ -123,3 +124,119 @@ def _imports(package: str) -> set[str]:
 )
 def test_data_flows_one_way(package, forbidden):
     assert not (_imports(package) & forbidden), f"{package} reaches back up the chain"
+
+
+@pytest.mark.parametrize("name", sorted(stress.DEPLOYERS))
+def test_every_deployer_is_a_complete_deployer_registered_under_its_name(name):
+    module, cls = stress.DEPLOYERS[name].split(":")
+    deployer_cls = getattr(importlib.import_module(module), cls)
+    assert issubclass(deployer_cls, stress.Deployer) and deployer_cls.name == name
+    assert not deployer_cls.__abstractmethods__, "deploy and cleanup must be implemented"
+
+
+def _module_of(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:`` (never run, so no runtime edge)."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return skipped
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports at run time, at any depth (function bodies included), as
+    absolute names; ``from M import x`` also yields ``M.x`` (x may be a submodule)."""
+    module = _module_of(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    skipped = _type_checking_only(tree)
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                mod = f"{base}.{node.module}" if node.module else base
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            found.update(f"{mod}.{a.name}" for a in node.names)
+    return found
+
+
+def test_autoconf_uses_only_the_public_api_of_kops_and_stress():
+    private = sorted(
+        f"{path.relative_to(ROOT)}: {mod}"
+        for path in (ROOT / "autoconf").rglob("*.py")
+        for mod in _imported_modules(path)
+        if mod.split(".")[0] in ("kops", "stress")
+        and any(p.startswith("_") for p in mod.split(".")[1:])
+    )
+    assert not private, "autoconf imports private modules of kops/stress:\n" + "\n".join(private)
+
+
+def _autoconf_graph() -> dict[str, set[str]]:
+    """Import edges between autoconf's units: its subpackages (``autoconf.backends``) and its
+    top-level modules (``autoconf._search``); the package root, a facade, is left out."""
+    paths = list((ROOT / "autoconf").rglob("*.py"))
+    units = {".".join(_module_of(p).split(".")[:2]) for p in paths} - {"autoconf"}
+
+    def unit(module: str) -> str | None:
+        name = ".".join(module.split(".")[:2])
+        return name if name in units else None
+
+    graph: dict[str, set[str]] = {u: set() for u in units}
+    for path in paths:
+        src = unit(_module_of(path))
+        for mod in _imported_modules(path) if src else ():
+            dst = unit(mod)
+            if dst is not None and dst != src:
+                graph[src].add(dst)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one unit (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = stack[stack.index(v) :]
+            del stack[stack.index(v) :]
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_between_autoconf_subpackages_and_modules():
+    cycles = _cycles(_autoconf_graph())
+    assert not cycles, "import cycles in autoconf (function-level imports count):\n" + "\n".join(
+        " <-> ".join(c) for c in cycles
+    )

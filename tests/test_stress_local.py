@@ -232,3 +232,17 @@ def test_server_exits_promptly_on_sigterm_with_a_half_open_connection(tiny_model
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_cleanup_stops_this_deployers_live_deployments_of_a_study(tiny_model: Path) -> None:
+    deployer, other = LocalDeployer(), LocalDeployer()
+    mine = deployer.deploy(stress.DeploymentSpec(tiny_model, labels={"study": "s"}))
+    theirs = other.deploy(stress.DeploymentSpec(tiny_model, labels={"study": "s"}))
+    try:
+        assert deployer.cleanup("another-study") == []
+        assert deployer.cleanup("s") == ["model: 1 server process(es)"]
+        assert all(p.poll() is not None for p in mine.procs)
+        assert all(p.poll() is None for p in theirs.procs)  # another deployer's: left alone
+    finally:
+        theirs.teardown()
+    assert_no_servers(tiny_model)

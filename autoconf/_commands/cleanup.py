@@ -29,15 +29,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stress._kubernetes import cleanup
-    from stress._manifests import LABEL_STUDY, MANAGED_SELECTOR, label_value
+    import stress
 
-    selector = MANAGED_SELECTOR
-    if args.study:
-        selector += f",{LABEL_STUDY}={label_value(args.study)}"
-    deleted = cleanup(
-        selector, namespace=args.namespace, kubeconfig=args.kubeconfig, context=args.context
+    from .._deployment import LABELS
+
+    selector = LABELS.selector(args.study)
+    deployer = stress.get_deployer(
+        "kubernetes",
+        namespace=args.namespace,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        labels=LABELS,
     )
+    deleted = deployer.cleanup(args.study)
     if args.json:
         print(json.dumps({"selector": selector, "deleted": deleted}))
     else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +109,8 @@ def _clean(obj: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     import stress
-    from stress._capacity import upper_bound
+
+    from .._deployment import LABELS
 
     duration_s = parse_duration_s(args.duration, "--duration")
     warmup_s = parse_duration_s(args.warmup, "--warmup", allow_zero=True)
@@ -133,12 +133,14 @@ def run(args: argparse.Namespace) -> int:
     fields = parse_config(args.config)
     spec = stress.DeploymentSpec(
         model_path=model,
-        model_name=re.sub(r"[^A-Za-z0-9_.-]", "_", model.stem) or "model",
+        model_name=stress.model_name(model.stem),
         **fields,
     )
     options = parse_options(args.option, "--option")
     if args.backend == "local":
         options.setdefault("ready_timeout_s", ready_s)
+    else:  # what it leaves behind is found by ``autoconf cleanup``
+        options["labels"] = LABELS
     deployer = stress.get_deployer(args.backend, **options)
     with deployer.deploy(spec) as dep:
         if args.capacity:
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
                 "backend": args.backend,
                 "slo_p99_ms": slo_ms,
                 "capacity_rps": cap.capacity_rps,
-                "capacity_upper_rps": upper_bound(cap),
+                "capacity_upper_rps": stress.upper_bound(cap),
                 **({k: v for k, v in _load_dict(top).items() if k != "target_rps"} if top else {}),
                 "steps": [_load_dict(s) for s in cap.steps],
             }

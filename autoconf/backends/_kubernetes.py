@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._deployment import LABELS
 from .._space import SearchSpace
 from ._live import LiveBackend
 
@@ -24,7 +25,7 @@ _NUMERIC = {
 
 class KubernetesBackend(LiveBackend):
     """Deploys each config as a Triton Deployment + Service in a cluster, measures it with
-    in-cluster Locust Jobs and deletes it (see :mod:`stress._kubernetes`).
+    in-cluster Locust Jobs and deletes it (the ``kubernetes`` deployer of ``stress``).
 
     Deployer options: ``kubeconfig``, ``context``, ``namespace``, ``image``, ``model_uri``,
     ``gpu_label``, ``gpu_product_labels`` (``{T4: Tesla-T4, ...}`` or ``T4=Tesla-T4,...``),
@@ -44,10 +45,9 @@ class KubernetesBackend(LiveBackend):
         if isinstance(labels, str):
             pairs = (p.split("=", 1) for p in labels.split(",") if "=" in p)
             options["gpu_product_labels"] = {k.strip(): v.strip() for k, v in pairs}
+        options["labels"] = LABELS
         super().__init__(space, **options)
 
     def cleanup(self) -> list[str]:
         """Delete every object left in the cluster by this backend's study."""
-        from stress._manifests import LABEL_STUDY, MANAGED_SELECTOR, label_value
-
-        return self.deployer.cleanup(f"{MANAGED_SELECTOR},{LABEL_STUDY}={label_value(self.study)}")
+        return self.deployer.cleanup(self.study)

@@ -14,13 +14,12 @@ A deployment that fails (not ready, crash, OOM, never scheduled) is a
 from __future__ import annotations
 
 import itertools
-import re
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import stress
 
+from .._deployment import deployment_spec
 from .._errors import UserError
 from .._space import SearchSpace
 from .._types import Config, Load, Measurement
@@ -28,9 +27,6 @@ from ._base import Backend
 
 if TYPE_CHECKING:
     from kops import ModelProfile
-
-#: Queue delay of the dynamic batcher when the space does not search it.
-DEFAULT_MAX_QUEUE_DELAY_MS = 2.0
 
 
 class LiveBackend(Backend):
@@ -68,20 +64,10 @@ class LiveBackend(Backend):
 
     def spec_for(self, profile: ModelProfile, config: Config, trial: int) -> stress.DeploymentSpec:
         """The deployment of ``config`` for the model behind ``profile``."""
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(getattr(profile, "name", "") or "model"))
-        return stress.DeploymentSpec(
-            model_path=Path(profile.path),
-            model_name=name or "model",
-            batch_size=int(config.batch_size),
-            replicas=int(config.replicas),
-            cpu_cores=float(config.cpu_cores),
-            max_queue_delay_ms=float(
-                config.max_queue_delay_ms
-                if config.max_queue_delay_ms is not None
-                else DEFAULT_MAX_QUEUE_DELAY_MS
-            ),
-            instances_per_gpu=int(config.instances_per_gpu or 1),
-            gpu_type=config.gpu_type,
+        return deployment_spec(
+            config,
+            profile.path,
+            model_name=str(getattr(profile, "name", "") or "model"),
             labels={"study": self.study, "trial": str(trial)},
         )
 

@@ -7,7 +7,7 @@ from ._live import LiveBackend
 
 class LocalBackend(LiveBackend):
     """Deploys each config as ``replicas`` ONNX Runtime server processes pinned to this machine's
-    cores (see :mod:`stress._local`) and measures it with Locust open-loop load.
+    cores (the ``local`` deployer of ``stress``) and measures it with Locust open-loop load.
 
     Deployer options: ``ready_timeout_s``, ``generator_processes``, ``inflight_cap``,
     ``request_timeout_s``, ``dims`` (symbolic input dimensions of the requests).
