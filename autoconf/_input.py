@@ -243,7 +243,11 @@ def _checked(
                 f"{where}: unknown option {key!r} for backend {backend!r} (known: {known})"
             ) from None
         raise UserError(f"{where}: {key}: {err['msg']}") from None
-    return {k: getattr(checked, k) for k in checked.model_fields_set}
+    out = {k: getattr(checked, k) for k in checked.model_fields_set}
+    for key, value in out.items():  # None in a schema means "not given", never a value
+        if value is None:
+            raise UserError(f"{where}: {key}: needs a value, got null")
+    return out
 
 
 def plan_backend_options(backend: str, options: dict[str, Any], where: str) -> dict[str, Any]:

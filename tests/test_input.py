@@ -224,6 +224,7 @@ def test_a_plan_keeps_its_own_backend_options(sim_plan):
         ({"kubeconfig": "/tmp/evil"}, "kubeconfig"),
         ({"seed": "abc"}, "seed"),
         ({"seed": -1}, "seed"),
+        ({"seed": None}, "seed"),
         ({"nosuch": 1}, "nosuch"),
     ],
 )
