@@ -30,7 +30,9 @@ def read_yaml_model(path: Path, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # Of a union's branches, the one that failed on a value (not on its type) says why.
+        errors = exc.errors()
+        err = next((e for e in errors if e["type"] == "value_error"), errors[0])
         msg = err["msg"].removeprefix("Value error, ")
         where = ".".join(str(p) for p in err["loc"])
         raise UserError(f"{path}: {where}: {msg}" if where else f"{path}: {msg}") from None

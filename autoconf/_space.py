@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from . import _input
 from ._errors import UserError
 from ._files import read_yaml_model
 from ._types import Config
@@ -32,6 +33,33 @@ _DIMENSIONS = (
 )
 _REQUIRED = ("batch_size", "gpu_type", "replicas", "cpu_cores")
 
+#: numeric dimension -> (whole numbers, zero allowed, maximum): every value is checked when the
+#: file is read, so a wrong one fails there, naming file and field, not mid-search.
+_NUMERIC: dict[str, tuple[bool, bool, float]] = {
+    "batch_size": (True, False, _input.MAX_BATCH_SIZE),
+    "replicas": (True, False, _input.MAX_REPLICAS),
+    "instances_per_gpu": (True, False, _input.MAX_INSTANCES),
+    "cpu_cores": (False, False, _input.MAX_CPU_CORES),
+    "max_queue_delay_ms": (False, True, _input.MAX_QUEUE_DELAY_MS),
+    "gpu_mem_gb": (False, False, _input.MAX_GPU_MEM_GB),
+    "gpu_share_pct": (False, False, 100.0),
+}
+
+
+def _check_value(dimension: str, where: str, value: Any) -> None:
+    """One value of a dimension: a number of the right kind within its bounds (ValueError)."""
+    if dimension not in _NUMERIC:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{where}: expected a GPU type name, got {value!r}")
+        return
+    integer, zero, maximum = _NUMERIC[dimension]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    try:
+        _input.number(value, where, maximum=maximum, integer=integer, allow_min=zero)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+
 
 class GpuSpec(BaseModel):
     """Public specs of one accelerator type and what an hour of it costs.
@@ -42,25 +70,30 @@ class GpuSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    fp16_tflops: float = Field(ge=0)
-    fp32_tflops: float = Field(ge=0)
-    memory_gb: float = Field(ge=0)
-    bandwidth_gbps: float = Field(ge=0)
-    price_per_hour: float = Field(ge=0)
+    fp16_tflops: float = Field(ge=0, allow_inf_nan=False)
+    fp32_tflops: float = Field(ge=0, allow_inf_nan=False)
+    memory_gb: float = Field(ge=0, allow_inf_nan=False)
+    bandwidth_gbps: float = Field(ge=0, allow_inf_nan=False)
+    price_per_hour: float = Field(ge=0, allow_inf_nan=False)
     source: str = ""
 
 
 class Range(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min: float
-    max: float
-    step: float = 1
+    min: float = Field(allow_inf_nan=False)
+    max: float = Field(allow_inf_nan=False)
+    step: float = Field(1, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> Range:
         if self.max < self.min or self.step <= 0:
             raise ValueError("needs min <= max and step > 0")
+        n = (self.max - self.min) // self.step + 1
+        if n > _input.MAX_DIMENSION_VALUES:
+            raise ValueError(
+                f"{n:,.0f} values; at most {_input.MAX_DIMENSION_VALUES:,} in one dimension"
+            )
         return self
 
     def values(self) -> list[float]:
@@ -71,7 +104,7 @@ class Range(BaseModel):
 class Pricing(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cpu_core_per_hour: float = Field(ge=0)
+    cpu_core_per_hour: float = Field(ge=0, allow_inf_nan=False)
     source: str = ""
 
 
@@ -98,10 +131,25 @@ class SearchSpace(BaseModel):
         for name, values in dims.items():
             if isinstance(values, list) and not values:
                 raise ValueError(f"dimension {name!r} has no values")
+            if isinstance(values, list) and len(values) > _input.MAX_DIMENSION_VALUES:
+                raise ValueError(
+                    f"{name}: {len(values):,} values; at most {_input.MAX_DIMENSION_VALUES:,}"
+                )
+            if isinstance(values, Range):
+                if name == "gpu_type":
+                    raise ValueError("gpu_type: a list of GPU type names, not a range")
+                whole = name in _NUMERIC and _NUMERIC[name][0]
+                values = [values.min, values.max] + ([values.step] if whole else [])
+            for i, value in enumerate(values):
+                _check_value(name, f"{name}[{i}]", value)
         return dims
 
     @model_validator(mode="after")
     def _gpus_in_catalog(self) -> SearchSpace:
+        if self.size() > _input.MAX_SPACE_CONFIGS:
+            raise ValueError(
+                f"dimensions: {self.size():,} configs; at most {_input.MAX_SPACE_CONFIGS:,}"
+            )
         for gpu in self.values("gpu_type"):
             if gpu not in self.gpus:
                 raise ValueError(

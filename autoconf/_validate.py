@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from . import _input
 from ._errors import UserError
+from ._input import plan_backend_options
 from ._objective import Objective
 from ._plan import Plan, read_plan, resolve_relative, sha256_of
 from ._space import SearchSpace, load_space
@@ -78,8 +80,12 @@ def validate_plan(
     if not space.contains(config):
         raise UserError(f"{plan_path}: config: {config.key()} is not in space {space.name!r}")
     name = backend or plan.backend
-    options = dict(plan.backend_options) if name == plan.backend else {}
-    options.update(backend_options or {})
+    options = (
+        plan_backend_options(name, plan.backend_options, str(plan_path))
+        if name == plan.backend
+        else {}
+    )
+    options.update(_input.backend_options(name, backend_options or {}))
     profile = _search.profile_model(model)
     load = Load(
         slo_p99_ms=plan.slo.p99_ms,

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from .._errors import UserError
+from .._input import MAX_DURATION_S, MAX_LATENCY_MS
 
 _UNITS_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|min|m|h)?\s*")
@@ -21,21 +22,25 @@ def parse_duration_s(
     default_unit: str = "s",
     allow_zero: bool = False,
     what: str = "a duration (e.g. 10s, 500ms, 2m)",
+    maximum_s: float = MAX_DURATION_S,
 ) -> float:
-    """``"10s"``, ``"500ms"``, ``"2m"`` or a bare number in ``default_unit`` -> seconds (> 0)."""
+    """``"10s"``, ``"500ms"``, ``"2m"`` or a bare number in ``default_unit`` -> seconds (> 0,
+    at most ``maximum_s``)."""
     m = _DURATION.fullmatch(str(text))
     if not m:
         raise UserError(f"{option}: cannot read {text!r} as {what}")
     value = float(m.group(1)) * _UNITS_S[m.group(2) or default_unit]
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise UserError(f"{option}: must be > 0, got {text!r}")
+    if value > maximum_s:
+        raise UserError(f"{option}: at most {maximum_s:g} s, got {text!r}")
     return value
 
 
 def parse_latency_ms(text: str, option: str = "--slo-p99") -> float:
     """``"50ms"``, ``"50"`` (ms) or ``"0.05s"`` -> milliseconds (> 0)."""
     what = "a latency (e.g. 50ms, 0.2s)"
-    return parse_duration_s(text, option, default_unit="ms", what=what) * 1000.0
+    return parse_duration_s(text, option, "ms", what=what, maximum_s=MAX_LATENCY_MS / 1000) * 1000.0
 
 
 def parse_options(pairs: list[str], option: str) -> dict[str, Any]:

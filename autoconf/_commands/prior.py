@@ -63,8 +63,10 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from .._errors import UserError
+    from .._input import out_file
     from ..prior import train_prior
 
+    out_file(args.out, "--out")  # checked before training, not after
     tables = [t for source in args.sources for t in _tables(source)]
     space = None
     if args.space is not None:

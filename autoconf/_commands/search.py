@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .._errors import UserError
+from .._input import out_dir, rate_rps
 from ._args import add_options_flag, parse_duration_s, parse_latency_ms, parse_options
 
 #: ``--example`` defaults: a tiny model, a loose SLO and a short budget that finish in a few
@@ -107,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.example:
         if args.model:
             raise UserError("--example generates its own model: give no MODEL with it")
-        out = Path(args.out or "autoconf-example")
-        out.mkdir(parents=True, exist_ok=True)
+        out = out_dir(args.out or "autoconf-example")
         import kops.zoo
 
         model = out / f"{EXAMPLE_MODEL}.onnx"
@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
         slo, qps = args.slo_p99, args.qps
         budget = args.budget if args.budget is not None else 20
         duration = parse_duration_s(args.duration, "--duration") if args.duration else 10.0
-    if qps is not None and not qps > 0:
-        raise UserError("--qps: must be > 0")
+    if qps is not None:
+        rate_rps(qps, "--qps")
     opts = SearchOptions(
         model_path=model,
         slo_p99_ms=parse_latency_ms(slo),

@@ -13,16 +13,38 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import UserError
+from .._input import (
+    MAX_BATCH_SIZE,
+    MAX_CPU_CORES,
+    MAX_INSTANCES,
+    MAX_MEMORY_MB,
+    MAX_QUEUE_DELAY_MS,
+    MAX_REPLICAS,
+    MAX_STEPS,
+    check_requests,
+    count,
+    deployer_options,
+    number,
+    rate_rps,
+    request_bytes,
+)
 from ._args import add_options_flag, parse_duration_s, parse_latency_ms, parse_options
 
-_INT_FIELDS = {"batch_size", "replicas", "instances_per_gpu", "memory_mb"}
-_FLOAT_FIELDS = {"cpu_cores", "max_queue_delay_ms"}
+#: field -> (maximum, whole number, zero allowed): every number of a config has a bound.
+_NUMBER_FIELDS: dict[str, tuple[float, bool, bool]] = {
+    "batch_size": (MAX_BATCH_SIZE, True, False),
+    "replicas": (MAX_REPLICAS, True, False),
+    "instances_per_gpu": (MAX_INSTANCES, True, False),
+    "memory_mb": (MAX_MEMORY_MB, True, False),
+    "cpu_cores": (MAX_CPU_CORES, False, False),
+    "max_queue_delay_ms": (MAX_QUEUE_DELAY_MS, False, True),
+}
 _STR_FIELDS = {"gpu_type"}
 
 
 def parse_config(text: str) -> dict[str, Any]:
     """``batch_size=8,replicas=1,cpu_cores=1[,gpu_type=cpu,max_queue_delay_ms=2]`` -> fields."""
-    known = _INT_FIELDS | _FLOAT_FIELDS | _STR_FIELDS
+    known = set(_NUMBER_FIELDS) | _STR_FIELDS
     out: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in str(text).split(","))):
         key, sep, value = part.partition("=")
@@ -31,17 +53,13 @@ def parse_config(text: str) -> dict[str, Any]:
             raise UserError(f"--config: expected KEY=VALUE, got {part!r}")
         if key not in known:
             raise UserError(f"--config: unknown field {key!r} (known: {', '.join(sorted(known))})")
-        try:
-            if key in _INT_FIELDS:
-                out[key] = int(value)
-            elif key in _FLOAT_FIELDS:
-                out[key] = float(value)
-            else:
-                out[key] = value
-        except ValueError:
-            raise UserError(f"--config: {key}={value!r} is not a number") from None
-        if key != "gpu_type" and not out[key] > 0 and key != "max_queue_delay_ms":
-            raise UserError(f"--config: {key} must be > 0")
+        if key in _STR_FIELDS:
+            out[key] = value
+            continue
+        maximum, integer, zero = _NUMBER_FIELDS[key]
+        out[key] = number(
+            value, f"--config {key}", maximum=maximum, integer=integer, allow_min=zero
+        )
     return out
 
 
@@ -121,22 +139,24 @@ def run(args: argparse.Namespace) -> int:
         if not args.slo_p99:
             raise UserError("--capacity needs --slo-p99, e.g. --slo-p99 50ms")
         slo_ms = parse_latency_ms(args.slo_p99)
-        if args.max_steps < 1:
-            raise UserError("--max-steps must be >= 1")
+        max_steps = count(args.max_steps, "--max-steps", MAX_STEPS)
+        start_rps = None if args.start_rps is None else rate_rps(args.start_rps, "--start-rps")
     elif args.rate is None:
         raise UserError("give --rate R (open-loop load) or --capacity --slo-p99 L")
-    elif not args.rate > 0:
-        raise UserError("--rate must be > 0")
+    else:
+        rate = rate_rps(args.rate)
+        check_requests(rate, duration_s + warmup_s)
+    fields = parse_config(args.config)
+    options = deployer_options(args.backend, parse_options(args.option, "--option"), "--option")
     model = Path(args.model)
     if not model.is_file():
         raise UserError(f"no such model file: {model}")
-    fields = parse_config(args.config)
+    options["dims"] = _model_dims(model, options.get("dims"), int(fields.get("batch_size", 1)))
     spec = stress.DeploymentSpec(
         model_path=model,
         model_name=stress.model_name(model.stem),
         **fields,
     )
-    options = parse_options(args.option, "--option")
     if args.backend == "local":
         options.setdefault("ready_timeout_s", ready_s)
     else:  # what it leaves behind is found by ``autoconf cleanup``
@@ -147,8 +167,8 @@ def run(args: argparse.Namespace) -> int:
             cap = stress.capacity_search(
                 dep,
                 slo_ms,
-                start_rps=args.start_rps,
-                max_steps=args.max_steps,
+                start_rps=start_rps,
+                max_steps=max_steps,
                 duration_s=duration_s,
                 warmup_s=warmup_s,
             )
@@ -163,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
                 "steps": [_load_dict(s) for s in cap.steps],
             }
         else:
-            res = dep.open_loop(args.rate, duration_s, warmup_s)
+            res = dep.open_loop(rate, duration_s, warmup_s)
             out = {"config": fields, "backend": args.backend, **_load_dict(res)}
     out = _clean(out)
     if args.json:
@@ -175,6 +195,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _fmt_ms(v: float | None) -> str:
     return "-" if v is None else f"{v:,.2f} ms"
+
+
+def _model_dims(model: Path, dims: dict[str, int] | None, batch_size: int) -> dict[str, int]:
+    """Every symbolic input dim of the model, valued as ``search`` and ``kops`` value it: the
+    given ``dims``, else kops' defaults (batch 1, sequence 128); an unnamed one is refused."""
+    import kops
+
+    prof = kops.profile(model, dims)
+    request_bytes(prof.inputs, prof.dims, batch_size)
+    return dict(prof.dims)
 
 
 def _print_human(out: dict[str, Any], capacity: bool) -> None:

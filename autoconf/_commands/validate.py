@@ -26,8 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._input import out_file
     from .._validate import validate_plan, write_junit
 
+    if args.junit:  # checked before measuring, not after
+        out_file(args.junit, "--junit")
     result = validate_plan(
         args.plan,
         backend=args.backend,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import _input
 from .._errors import UserError
 from .._report import TrialRecord, closest
 from .._types import Config, Measurement
@@ -60,11 +61,19 @@ class SearchResult:
 
 
 def check_options(opts: SearchOptions) -> Path:
-    """Options a search cannot start with raise :class:`UserError`; returns the model path."""
-    if opts.budget < 1:
-        raise UserError("--budget: must be >= 1")
-    if opts.parallel < 1:
-        raise UserError("--parallel: must be >= 1")
+    """Options a search cannot start with raise :class:`UserError` (every number within its
+    bounds, the backend's options, a writable ``out_dir``); returns the model path."""
+    _input.count(opts.budget, "--budget", _input.MAX_BUDGET)
+    _input.count(opts.parallel, "--parallel", _input.MAX_PARALLEL)
+    _input.number(opts.slo_p99_ms, "--slo-p99 (ms)", maximum=_input.MAX_LATENCY_MS)
+    if opts.target_rps is not None:
+        _input.rate_rps(opts.target_rps, "--qps")
+    for option, seconds in (("--duration", opts.duration_s), ("--validate", opts.validate_s())):
+        _input.number(seconds, option, maximum=_input.MAX_DURATION_S)
+        if opts.target_rps is not None:
+            _input.check_requests(opts.target_rps, seconds, f"--qps x {option}")
+    opts.backend_options = _input.backend_options(opts.backend, opts.backend_options)
+    _input.out_dir(opts.out_dir)
     model_path = Path(opts.model_path)
     if not model_path.is_file():
         raise UserError(f"model file {str(model_path)!r} not found")

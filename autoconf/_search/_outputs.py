@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 
 from .. import __version__
+from .._input import plan_safe
 from .._objective import Objective
 from .._plan import (
     PLAN_FORMAT,
@@ -133,9 +134,7 @@ def build_plan(
             for r in runners[:RUNNERS_UP]
         ],
         backend=opts.backend,
-        backend_options={
-            k: v for k, v in opts.backend_options.items() if isinstance(v, (str, int, float, bool))
-        },
+        backend_options=plan_safe(opts.backend_options),
         provenance=PlanProvenance(
             tool_version=__version__,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

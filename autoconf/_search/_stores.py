@@ -99,6 +99,11 @@ def open_study(
             f"a search {name!r} already exists in {redact(storage)}; pass --resume to continue "
             "it or choose another --out/--storage"
         )
+    if resume and name not in existing:
+        raise UserError(
+            f"--resume: no search {name!r} in {redact(storage)} to resume (same model, space, "
+            "SLO and target load, same --out/--storage?); run without --resume to start one"
+        )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
         storage=storage,
