@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -144,6 +144,7 @@ class LocalDeployerOptions(_Options):
     dims: dict[Text, Annotated[int, Field(ge=1, le=MAX_DIM)]] | None = None
     oversubscribe: bool | None = None
     max_windows: Annotated[int, Field(ge=1, le=1000)] | None = None
+    runtime: Literal["server", "triton"] | None = None
 
 
 class KubernetesDeployerOptions(_Options):

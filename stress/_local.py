@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,6 +90,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         s.bind((host, 0))
         return s.getsockname()[1]
 
+
+#: What can serve a local replica: the project's own server (the default) or Triton.
+RUNTIMES = ("server", "triton")
 
 #: Cores kept for the load generator on a local deployment (the servers never run there).
 GENERATOR_CORES = 1
@@ -166,18 +170,10 @@ class LocalDeployment(Deployment):
         for i in range(spec.replicas):
             port = ports[i] if i < len(ports) else free_port(self.deployer.host)
             log = self._tmp / f"replica-{i}.log"
-            cmd = [
-                sys.executable, "-m", "stress.server", str(spec.model_path),
-                "--port", str(port), "--host", self.deployer.host,
-                "--name", spec.model_name,
-                "--max-batch-size", str(spec.batch_size),
-                "--max-queue-delay-ms", str(spec.max_queue_delay_ms),
-                "--threads", str(threads), "--device", device,
-                "--parent-pid", str(os.getpid()),
-            ]  # fmt: skip
-            if spec.memory_mb:
-                cmd += ["--memory-mb", str(int(spec.memory_mb))]
-            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+            if self.deployer.runtime == "triton":
+                cmd, env = self._triton_command(i, port, device)
+            else:
+                cmd, env = self._server_command(port, threads, device)
             with open(log, "wb") as fh:
                 proc = subprocess.Popen(
                     cmd,
@@ -198,6 +194,32 @@ class LocalDeployment(Deployment):
                     pass
         self.wait_ready(self.deployer.ready_timeout_s)
 
+    def _server_command(self, port: int, threads: int, device: str) -> tuple[list[str], dict]:
+        """The project's own server (:mod:`stress._server`) for one replica, and its environment."""
+        spec = self.spec
+        cmd = [
+            sys.executable, "-m", "stress.server", str(spec.model_path),
+            "--port", str(port), "--host", self.deployer.host,
+            "--name", spec.model_name,
+            "--max-batch-size", str(spec.batch_size),
+            "--max-queue-delay-ms", str(spec.max_queue_delay_ms),
+            "--threads", str(threads), "--device", device,
+            "--parent-pid", str(os.getpid()),
+        ]  # fmt: skip
+        if spec.memory_mb:
+            cmd += ["--memory-mb", str(int(spec.memory_mb))]
+        return cmd, dict(os.environ, OMP_NUM_THREADS=str(threads))
+
+    def _triton_command(self, i: int, port: int, device: str) -> tuple[list[str], dict]:
+        """Triton Inference Server (:mod:`stress._triton`) for replica ``i``, and its environment."""
+        from . import _triton
+
+        cmd = _triton.replica_command(
+            self.spec, port, self.deployer.host, device, os.getpid(), self._tmp / f"triton-{i}"
+        )
+        threads = _triton.triton_model_settings(self.spec).intra_op_threads
+        return cmd, _triton.triton_env(dict(os.environ, OMP_NUM_THREADS=str(threads)))
+
     def _last_log_line(self, i: int) -> str:
         try:
             lines = [
@@ -208,13 +230,18 @@ class LocalDeployment(Deployment):
         return lines[-1].strip() if lines else ""
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Poll every replica's ``/v2/health/ready`` until all answer 200."""
+        """Poll every replica's readiness until all answer 200: ``/v2/health/ready`` on the own
+        server; the model's ``/v2/models/{name}/ready`` on Triton, whose server is ready (no model
+        loaded yet) before pytriton loads the model."""
+        path = "/v2/health/ready"
+        if self.deployer.runtime == "triton":
+            path = f"/v2/models/{self.spec.model_name}/ready"
         deadline = time.monotonic() + timeout_s
         pending = set(range(len(self.procs)))
         while pending:
             for i in sorted(pending):
                 self._check_replica(i, "before it was ready")
-                url = f"http://{self.deployer.host}:{self.ports[i]}/v2/health/ready"
+                url = f"http://{self.deployer.host}:{self.ports[i]}{path}"
                 try:
                     with urllib.request.urlopen(url, timeout=1.0) as resp:
                         if resp.status == 200:
@@ -282,6 +309,7 @@ class LocalDeployment(Deployment):
                 "oversubscribed: replicas and the load generator share cores"
             )
         result.extra.update(
+            runtime=self.deployer.runtime,
             replicas=len(self.procs),
             pinned=self.pinned,
             cores=self.cores,
@@ -290,7 +318,9 @@ class LocalDeployment(Deployment):
         return result
 
     def teardown(self) -> None:
-        """SIGTERM every server's process group, SIGKILL what is left after a grace period."""
+        """SIGTERM every server's process group, SIGKILL what is left after a grace period
+        (Triton's ``tritonserver`` and stub may outlive the group's leader: the group is killed
+        whatever the leader did)."""
         if self._down:
             return
         self._down = True
@@ -306,11 +336,9 @@ class LocalDeployment(Deployment):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-        for f in self._tmp.iterdir():
-            with contextlib.suppress(OSError):
-                f.unlink()
-        with contextlib.suppress(OSError):
-            self._tmp.rmdir()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGKILL)  # members that outlived the leader
+        shutil.rmtree(self._tmp, ignore_errors=True)
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
@@ -329,7 +357,9 @@ class LocalDeployer(Deployer):
     ``dims`` sets symbolic input dimensions (e.g. ``{"sequence": 128}``) of the requests;
     ``oversubscribe`` lets a deployment share cores (with the generator, between replicas) on a
     machine too small for it instead of refusing it; ``max_windows`` bounds the windows a
-    measurement adds while unstable (:mod:`stress._stability`).
+    measurement adds while unstable (:mod:`stress._stability`); ``runtime`` picks what serves
+    each replica: ``"server"`` (default), the project's own server (:mod:`stress._server`), or
+    ``"triton"``, Triton Inference Server from ``nvidia-pytriton`` (:mod:`stress._triton`).
     """
 
     name = "local"
@@ -345,7 +375,11 @@ class LocalDeployer(Deployer):
         dims: dict[str, int] | None = None,
         oversubscribe: bool = False,
         max_windows: int = MAX_WINDOWS,
+        runtime: str = "server",
     ) -> None:
+        if runtime not in RUNTIMES:
+            raise StressError(f"unknown local runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+        self.runtime = runtime
         self.ready_timeout_s = float(ready_timeout_s)
         self.host = host
         self.ports = ports
@@ -361,6 +395,12 @@ class LocalDeployer(Deployer):
             raise StressError(f"no such model file: {spec.model_path}")
         if spec.replicas < 1 or spec.batch_size < 1 or spec.cpu_cores <= 0:
             raise StressError("replicas and batch_size must be >= 1 and cpu_cores > 0")
+        if self.runtime == "triton":
+            from ._triton import unavailable_reason
+
+            reason = unavailable_reason()
+            if reason:
+                raise DeployError(reason)
         _install_handlers()
         dep = LocalDeployment(spec, self)
         with _LIVE_LOCK:

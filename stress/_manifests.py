@@ -84,22 +84,46 @@ class ManifestOptions:
         return {**GPU_PRODUCT_LABELS, **self.gpu_product_labels}.get(gpu_type, gpu_type)
 
 
+@dataclass(frozen=True)
+class TritonModelSettings:
+    """What Triton's model configuration says for one spec: the dynamic batcher (max batch size,
+    max queue delay), the instance group (count, kind) and ONNX Runtime's intra-op threads.
+
+    The one place these values are derived: the manifests' ``config.pbtxt`` and the local
+    ``triton`` runtime (:mod:`stress._triton`) both read them from here.
+    """
+
+    max_batch_size: int
+    max_queue_delay_us: int
+    instance_count: int
+    kind: str
+    intra_op_threads: int
+
+
+def triton_model_settings(spec: DeploymentSpec) -> TritonModelSettings:
+    """The Triton model settings of ``spec`` (see :class:`TritonModelSettings`)."""
+    return TritonModelSettings(
+        max_batch_size=int(spec.batch_size),
+        max_queue_delay_us=int(round(spec.max_queue_delay_ms * 1000)),
+        instance_count=max(1, spec.instances_per_gpu) if spec.uses_gpu else 1,
+        kind="KIND_GPU" if spec.uses_gpu else "KIND_CPU",
+        intra_op_threads=max(1, int(round(spec.cpu_cores))),
+    )
+
+
 def triton_model_config(spec: DeploymentSpec) -> str:
     """The Triton model configuration (``config.pbtxt``) for ``spec``."""
     name = check_model_name(spec.model_name)  # no quote or newline can reach the file
-    kind = "KIND_GPU" if spec.uses_gpu else "KIND_CPU"
-    count = max(1, spec.instances_per_gpu) if spec.uses_gpu else 1
-    delay_us = int(round(spec.max_queue_delay_ms * 1000))
-    threads = max(1, int(round(spec.cpu_cores)))
+    s = triton_model_settings(spec)
     return (
         f'name: "{name}"\n'
         'platform: "onnxruntime_onnx"\n'
-        f"max_batch_size: {int(spec.batch_size)}\n"
-        f"dynamic_batching {{\n  max_queue_delay_microseconds: {delay_us}\n}}\n"
-        f"instance_group [\n  {{\n    count: {count}\n    kind: {kind}\n  }}\n]\n"
+        f"max_batch_size: {s.max_batch_size}\n"
+        f"dynamic_batching {{\n  max_queue_delay_microseconds: {s.max_queue_delay_us}\n}}\n"
+        f"instance_group [\n  {{\n    count: {s.instance_count}\n    kind: {s.kind}\n  }}\n]\n"
         "parameters {\n"
         '  key: "intra_op_thread_count"\n'
-        f'  value: {{ string_value: "{threads}" }}\n'
+        f'  value: {{ string_value: "{s.intra_op_threads}" }}\n'
         "}\n"
     )
 

@@ -76,6 +76,29 @@ _ORT_TO_NUMPY = {
 }
 
 
+def make_session(model_path: str, threads: int = 1, device: str = "auto"):
+    """An ONNX Runtime session as every local runtime runs it: ``threads`` intra-op threads that
+    do not spin, sequential execution, the CUDA provider when asked for (or offered, ``auto``)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads))
+    opts.inter_op_num_threads = 1
+    # ONNX Runtime's pool threads spin after each op by default: on a replica's own cores
+    # that burns the CPU its batcher and HTTP loop need, and with shared cores the other
+    # replicas'. Off: the threads sleep when there is no work.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    available = ort.get_available_providers()
+    providers = ["CPUExecutionProvider"]
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+        providers.insert(0, "CUDAExecutionProvider")
+    elif device == "cuda":
+        raise SystemExit("stress.server: --device cuda but ONNX Runtime has no CUDA provider")
+    return ort.InferenceSession(model_path, opts, providers=providers)
+
+
 class BadRequest(Exception):
     """A request the server answers with HTTP 400."""
 
@@ -104,27 +127,10 @@ class ModelServer:
         threads: int = 1,
         device: str = "auto",
     ) -> None:
-        import onnxruntime as ort
-
         self.name = name
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_queue_delay_s = max(0.0, float(max_queue_delay_ms)) / 1000.0
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
-        # ONNX Runtime's pool threads spin after each op by default: on a replica's own cores
-        # that burns the CPU its batcher and HTTP loop need, and with shared cores the other
-        # replicas'. Off: the threads sleep when there is no work.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        available = ort.get_available_providers()
-        providers = ["CPUExecutionProvider"]
-        if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
-            providers.insert(0, "CUDAExecutionProvider")
-        elif device == "cuda":
-            raise SystemExit("stress.server: --device cuda but ONNX Runtime has no CUDA provider")
-        self.session = ort.InferenceSession(model_path, opts, providers=providers)
+        self.session = make_session(model_path, threads, device)
         self.providers = self.session.get_providers()
         self.inputs = self.session.get_inputs()
         self.outputs = self.session.get_outputs()

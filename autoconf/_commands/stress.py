@@ -78,6 +78,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(also gpu_type, max_queue_delay_ms, instances_per_gpu, memory_mb)",
     )
     p.add_argument("--backend", choices=("local", "kubernetes"), default="local")
+    p.add_argument(
+        "--runtime",
+        choices=("server", "triton"),
+        help="what serves each local replica: the project's own server (default) or Triton "
+        "Inference Server (needs pip install 'autoconf[triton]'); local backend only",
+    )
     p.add_argument("--rate", type=float, help="open-loop arrival rate, requests/s")
     p.add_argument("--duration", default="10s", help="measured time per step (default 10s)")
     p.add_argument("--warmup", default="1s", help="unmeasured warm-up per step (default 1s)")
@@ -157,8 +163,12 @@ def run(args: argparse.Namespace) -> int:
         model_name=stress.model_name(model.stem),
         **fields,
     )
+    if args.runtime and args.backend != "local":
+        raise UserError("--runtime applies to the local backend only")
     if args.backend == "local":
         options.setdefault("ready_timeout_s", ready_s)
+        if args.runtime:
+            options["runtime"] = args.runtime
     else:  # what it leaves behind is found by ``autoconf cleanup``
         options["labels"] = LABELS
     deployer = stress.get_deployer(args.backend, **options)

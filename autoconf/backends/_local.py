@@ -10,7 +10,9 @@ class LocalBackend(LiveBackend):
     cores (the ``local`` deployer of ``stress``) and measures it with Locust open-loop load.
 
     Deployer options: ``ready_timeout_s``, ``generator_processes``, ``inflight_cap``,
-    ``request_timeout_s``, ``dims`` (symbolic input dimensions of the requests).
+    ``request_timeout_s``, ``dims`` (symbolic input dimensions of the requests), ``runtime``
+    (``server``, the project's own server, default; ``triton``, Triton Inference Server from
+    ``nvidia-pytriton``: ``--backend-option runtime=triton``).
     """
 
     name = "local"
