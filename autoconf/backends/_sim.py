@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 
+from .._cache import cache_dir
 from .._errors import UserError
 from .._objective import Objective
 from .._space import SearchSpace, load_space
@@ -99,7 +100,7 @@ CLASS_OF: dict[str, str] = {
     "H100": "V100",
 }
 
-ZOO_CACHE = Path.home() / ".cache" / "autoconf" / "sim"
+ZOO_CACHE = cache_dir() / "sim"
 
 
 def calibrate(csv_path: str | Path) -> dict[str, tuple[float, float]]:
@@ -611,7 +612,7 @@ ZOO_PERTURBED = (
     ("vit_like@l~x20", "vit_like@l", 20.0, 15.0, 1.0),
     ("gpt2_like@l~x40", "gpt2_like@l", 40.0, 30.0, 1.0),
 )
-PROFILE_CACHE = Path.home() / ".cache" / "autoconf" / "zoo"
+PROFILE_CACHE = cache_dir() / "zoo"
 
 
 def zoo_profile(
