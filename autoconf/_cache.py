@@ -1,4 +1,4 @@
-"""Where autoconf keeps what it can recompute (simulated tables, zoo profiles)."""
+"""Where autoconf keeps what it can rebuild: generated zoo profiles and simulated tables."""
 
 from __future__ import annotations
 
@@ -7,6 +7,6 @@ from pathlib import Path
 
 
 def cache_dir() -> Path:
-    """``$AUTOCONF_CACHE_DIR`` if set, else ``~/.cache/autoconf``."""
-    env = os.environ.get("AUTOCONF_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "autoconf"
+    """``$AUTOCONF_CACHE_DIR`` if set, else ``~/.cache/autoconf`` (read on every call)."""
+    configured = os.environ.get("AUTOCONF_CACHE_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "autoconf"

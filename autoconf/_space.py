@@ -17,8 +17,8 @@ from ._errors import UserError
 from ._files import read_yaml_model
 from ._types import Config
 
-#: Where the shipped spaces live (a source checkout or an editable install).
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+#: Where the shipped spaces live: package data, inside the installed package.
+SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
 DEFAULT_SPACE = "cpu-local"
 
 _DIMENSIONS = (
@@ -215,7 +215,7 @@ def space_path(path_or_name: str | Path | None = None) -> Path:
 
 
 def load_space(path_or_name: str | Path | None = None) -> SearchSpace:
-    """Read and validate a space file; a bare name means ``search_spaces/<name>.yaml``."""
+    """Read and validate a space file; a bare name means ``autoconf/search_spaces/<name>.yaml``."""
     ref = str(path_or_name or DEFAULT_SPACE)
     path = space_path(ref)
     if not path.is_file():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import onnx
 
@@ -83,7 +84,7 @@ class NodeView:
     node: onnx.NodeProto
     inputs: list[Shape | None]
     outputs: list[Shape | None]
-    attrs: dict[str, object]
+    attrs: dict[str, Any]  # int, float, bytes or tuple of ints, by the attribute's type
     data_is_param: bool = False  # input 0 is an initializer (embedding tables)
 
     def inp(self, i: int) -> Shape | None:
@@ -209,7 +210,7 @@ def _pool(v: NodeView) -> float:
     if v.node.op_type.startswith("Global"):
         return float(numel(v.inp(0)))
     kernel = v.attrs.get("kernel_shape") or ()
-    return float(numel(v.out()) * math.prod(kernel))  # type: ignore[arg-type]
+    return float(numel(v.out()) * math.prod(kernel))
 
 
 def _per_out(k: float) -> Callable[[NodeView], float]:
@@ -299,9 +300,9 @@ def node_cost(v: NodeView) -> tuple[str, float] | None:
     return category, flops
 
 
-def attributes(node: onnx.NodeProto) -> dict[str, object]:
+def attributes(node: onnx.NodeProto) -> dict[str, Any]:
     """Scalar and list attributes of a node (graphs and tensors left out)."""
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for a in node.attribute:
         if a.type == onnx.AttributeProto.INT:
             out[a.name] = a.i

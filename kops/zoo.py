@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MODELS", "ZooModel", "build", "build_module", "flop_reference"]
+__all__ = ["MODELS", "ZooModel", "build", "build_module", "build_tiny_mlp", "flop_reference"]
 
 
 @dataclass(frozen=True)
@@ -362,6 +362,50 @@ def build(name: str, path: str | Path, seed: int = 0, **knobs: int) -> Path:
             output_names=["output"],
             dynamic_axes={in_name: axes, "output": out_axes},
         )
+    return path
+
+
+def build_tiny_mlp(path: str | Path, seed: int = 0, **knobs: int) -> Path:
+    """``tiny_mlp`` written with ``onnx.helper``, without torch: the graph :func:`build` exports
+    (Gemm with transposed weights, Relu; input ``input``, output ``output``, dynamic ``batch``
+    axis, opset 17), with numpy's random weights in torch's default Linear init range. What
+    ``autoconf search --example`` searches on a core install (torch is the ``zoo`` extra)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    k = _knobs("tiny_mlp", knobs)
+    path = Path(path)
+    if path.suffix != ".onnx":
+        path = path / "tiny_mlp.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sizes = [k["features"], k["hidden"], k["hidden"], k["classes"]]
+    nodes, inits, x = [], [], "input"
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        bound = 1.0 / math.sqrt(fan_in)
+        w = rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32)
+        b = rng.uniform(-bound, bound, fan_out).astype(np.float32)
+        inits += [
+            numpy_helper.from_array(w, f"fc{i}.weight"),
+            numpy_helper.from_array(b, f"fc{i}.bias"),
+        ]
+        last = i == len(sizes) - 2
+        y = "output" if last else f"fc{i}"
+        nodes.append(helper.make_node("Gemm", [x, f"fc{i}.weight", f"fc{i}.bias"], [y], transB=1))
+        if not last:
+            nodes.append(helper.make_node("Relu", [y], [f"relu{i}"]))
+            x = f"relu{i}"
+    graph = helper.make_graph(
+        nodes,
+        "tiny_mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", k["features"]])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", k["classes"]])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
     return path
 
 

@@ -1,10 +1,29 @@
-"""Shared fixtures."""
+"""Shared fixtures, and a session-private HOME and cache: the suite never reads or writes the
+user's home (the knowledge base default ``~/.autoconf``, the cache ``~/.cache/autoconf``).
+
+Set at import, before any test module imports autoconf (some defaults are read at import).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import site
+import tempfile
 from pathlib import Path
 
 import pytest
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="autoconf-tests-"))
+# a user-site install (pip install --user) stays importable in subprocesses after HOME moves
+os.environ.setdefault("PYTHONUSERBASE", site.getuserbase())
+os.environ["HOME"] = str(_SESSION_DIR / "home")
+os.environ["AUTOCONF_CACHE_DIR"] = str(_SESSION_DIR / "cache")
+(_SESSION_DIR / "home").mkdir()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -299,24 +299,39 @@ def test_told_trials_from_outside_are_used(direction):
     assert Config.from_dict(last.params) == sp.configs()[-1]
 
 
+#: The two targets (30-40x bigger than their family's training copies) and a history of six
+#: models of other families, mostly small and CPU-bound: 8 of the sim zoo's 26 tables (each takes
+#: ~10 s to simulate on a busy 2-core machine, whatever the space's size).
+ZOO_SUBSET = (
+    "bert_like@l~x30",
+    "gpt2_like@l~x40",
+    "resnet_like@s",
+    "resnet_like@l",
+    "vit_like@l",
+    "lstm@l",
+    "tiny_mlp@s",
+    "tiny_cnn@s",
+)
+
+
 @pytest.fixture(scope="module")
 def zoo_tables():
-    from autoconf._bench import load_dataset
+    """Built once per session, into the tests' cache dir (``AUTOCONF_CACHE_DIR``, conftest)."""
+    from autoconf.datasets import sim_tables, zoo_models
 
-    return load_dataset("sim:zoo")
+    return sim_tables([m for m in zoo_models() if m.name in ZOO_SUBSET])
 
 
-@pytest.mark.parametrize("name", ["bert_like@l~x30", "gpt2_like@l~x40"])
-def test_features_predict_a_target_bigger_than_the_history(name, zoo_tables):
-    """Held-out sim models 30-40x bigger than their family's training copies: the regression on
-    kops features x GPU specs orders their capacities over the space's units; the mean over
-    the other families' models, mostly small and CPU-bound, does not (measured: correlation
-    0.88-0.91 against 0.07-0.13)."""
+def feature_correlations(zoo_tables, name, blind=False):
+    """Correlation with the target's true log capacities per unit of what its kops features
+    predict, and of the mean over the history. ``blind``: the prior is handed the history's
+    median features instead of the target's (a feature prior that cannot see the size)."""
     from autoconf._bench import group_of
 
     target = next(t for t in zoo_tables if t.name == name)
     history = [t for t in zoo_tables if group_of(t.name) != group_of(name)]
-    context = SamplerContext(target.space, target.objective, 0, target.features, history)
+    features = np.median([t.features for t in history], axis=0) if blind else target.features
+    context = SamplerContext(target.space, target.objective, 0, features, history)
     model = make_sampler("meta", context).model
     truth = np.full(len(model.unit_configs), np.nan)
     for c, m in target.results.items():
@@ -325,5 +340,26 @@ def test_features_predict_a_target_bigger_than_the_history(name, zoo_tables):
     known = np.isfinite(truth)
     from_features = np.corrcoef(model.from_features[known], truth[known])[0, 1]
     from_mean = np.corrcoef(model.mu[known], truth[known])[0, 1]
-    assert from_features > 0.8, (from_features, from_mean)
-    assert from_features > from_mean + 0.3, (from_features, from_mean)
+    return from_features, from_mean
+
+
+def features_predict(from_features, from_mean):
+    return from_features > 0.8 and from_features > from_mean + 0.3
+
+
+@pytest.mark.parametrize("name", ["bert_like@l~x30", "gpt2_like@l~x40"])
+def test_features_predict_a_target_bigger_than_the_history(name, zoo_tables):
+    """Held-out sim models 30-40x bigger than their family's training copies: the regression on
+    kops features x GPU specs orders their capacities over the space's units; the mean over
+    the other families' models, mostly small and CPU-bound, does not (measured on this subset:
+    correlation 0.87-0.95 against 0.10-0.14; on the whole zoo 0.88-0.91 against 0.07-0.13)."""
+    from_features, from_mean = feature_correlations(zoo_tables, name)
+    assert features_predict(from_features, from_mean), (from_features, from_mean)
+
+
+@pytest.mark.parametrize("name", ["bert_like@l~x30", "gpt2_like@l~x40"])
+def test_a_size_blind_feature_prior_fails_that_check(name, zoo_tables):
+    """The check above can fail: handed the history's median features instead of the target's,
+    the same regression no longer orders the big target's units (measured 0.38-0.52)."""
+    from_features, from_mean = feature_correlations(zoo_tables, name, blind=True)
+    assert not features_predict(from_features, from_mean), (from_features, from_mean)

@@ -113,7 +113,12 @@ def run(args: argparse.Namespace) -> int:
 
         model = out / f"{EXAMPLE_MODEL}.onnx"
         if not model.exists():
-            kops.zoo.build(EXAMPLE_MODEL, model)
+            kops.zoo.build_tiny_mlp(model)  # onnx.helper: no torch on a core install
+        previous = out / "study.db"
+        if previous.exists() and not args.resume and not args.storage:
+            msg = f"{out}/ holds a previous example run: replacing it with a fresh one"
+            print(f"{msg} (--resume continues it instead)", file=sys.stderr)
+            previous.unlink()
         slo = args.slo_p99 or EXAMPLE_SLO
         qps = args.qps
         budget = args.budget if args.budget is not None else EXAMPLE_BUDGET
