@@ -170,6 +170,7 @@ class KubernetesDeployerOptions(_Options):
     rate_per_worker: Rate | None = None
     inflight_cap: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     request_timeout_s: Seconds | None = None
+    dims: dict[Text, Annotated[int, Field(ge=1, le=MAX_DIM)]] | None = None
 
 
 class LocalOptions(_LiveOptions, LocalDeployerOptions):

@@ -298,7 +298,7 @@ class KubernetesDeployment(Deployment):
         cfg = {
             "endpoints": [f"{self.url}/v2/models/{self.spec.model_name}/infer"],
             "signature": d.signature(self.spec.model_path),
-            "dims": {},
+            "dims": d.dims,
             "rate_rps": rate_rps / workers,
             "duration_s": duration_s,
             "warmup_s": warmup_s,
@@ -454,6 +454,7 @@ class KubernetesDeployer(Deployer):
         study: str | None = None,
         request_timeout_s: float = 10.0,
         labels: LabelScheme | None = None,
+        dims: dict[str, int] | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -484,6 +485,8 @@ class KubernetesDeployer(Deployer):
         self.rate_per_worker = rate_per_worker
         self.inflight_cap = inflight_cap
         self.study = study
+        #: Values of the model's symbolic input dims in the load job's requests.
+        self.dims = dict(dims or {})
         self._slots = threading.BoundedSemaphore(parallelism)
         self._signatures: dict[str, list[dict]] = {}
 

@@ -278,7 +278,7 @@ def test_unreachable_cluster_is_one_line(
         err.startswith("autoconf: error: cannot reach the Kubernetes API") and err.count("\n") == 1
     )
     assert main([*argv, "--option", "replicaz=2"]) == 2
-    assert "unknown kubernetes deployer option(s): replicaz" in capsys.readouterr().err
+    assert "unknown option 'replicaz' for backend 'kubernetes'" in capsys.readouterr().err
 
 
 def test_seed_differs_per_worker_via_wrapper() -> None:
