@@ -12,6 +12,7 @@ import optuna
 from .._errors import UserError
 from .._objective import Objective
 from .._report import TrialRecord
+from .._secrets import redact
 from .._space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -73,14 +74,6 @@ def study_name(model_path: Path, sha: str, space: SearchSpace, objective: Object
     return f"{model_path.stem}-{sha[:10]}-{space.name}-p99_{objective.slo_p99_ms:g}ms-{rps}"
 
 
-def redact(url: str) -> str:
-    """A storage URL without its password (for plans, reports and errors)."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
-
-
 def open_study(
     storage: str,
     name: str,
@@ -93,7 +86,7 @@ def open_study(
     try:
         existing = optuna.study.get_all_study_names(storage)
     except Exception as exc:  # any storage failure is the user's URL or server: one line
-        raise UserError(f"--storage {redact(storage)!r}: cannot open: {exc}") from None
+        raise UserError(f"--storage {redact(storage)!r}: cannot open: {redact(str(exc))}") from None
     if name in existing and not resume:
         raise UserError(
             f"a search {name!r} already exists in {redact(storage)}; pass --resume to continue "

@@ -1,0 +1,82 @@
+"""Faults and secrets (issue 15): redaction of credentials in every output, race-free study
+creation, shared studies agreeing on their plan."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from search_doubles import FakeProfile, QueueDouble
+
+import autoconf._search as search
+from autoconf import cli
+from autoconf._secrets import RedactingFilter, redact
+
+SECRET = "s3cr3t-P4ss"
+URL = f"postgresql://alice:{SECRET}@db.example:5432/autoconf"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """The queue double as backend and a fake profile (as in test_search_flow)."""
+    import autoconf.backends as backends
+
+    QueueDouble.reset()
+    real = backends.get_backend
+
+    def get_backend(name, space, **options):
+        if name == "double":
+            return QueueDouble(space, **options)
+        return real(name, space, **options)
+
+    monkeypatch.setattr(backends, "get_backend", get_backend)
+    monkeypatch.setattr(search, "profile_model", lambda path: FakeProfile())
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not read by the double")
+    return tmp_path, model
+
+
+def test_redact_masks_every_credential():
+    line = f"autoconf search m.onnx --storage {URL} --knowledge 'mysql://bob:{SECRET}@h/db'"
+    clean = redact(line)
+    assert SECRET not in clean and "alice" not in clean
+    assert "postgresql://***@db.example:5432/autoconf" in clean
+    assert redact(f"sqlite:///x.db?password={SECRET}") == "sqlite:///x.db?password=***"
+    assert redact("sqlite:////tmp/a@b/study.db") == "sqlite:////tmp/a@b/study.db"  # no userinfo
+
+
+def test_the_command_line_in_plan_and_report_carries_no_password(env):
+    tmp_path, model = env
+    command = f"autoconf search model.onnx --slo-p99 50ms --storage {URL}"
+    opts = search.SearchOptions(
+        model_path=model, slo_p99_ms=50, target_rps=60, backend="double", budget=6,
+        out_dir=tmp_path / "out", knowledge="none", progress=False, duration_s=1.0,
+        sampler="random", command=command,
+    )  # fmt: skip
+    result = search.run_search(opts)
+    assert result.plan_path is not None
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file() and path.suffix != ".db":
+            text = path.read_text(errors="replace")
+            assert SECRET not in text, path
+    plan = (tmp_path / "out" / "plan.yaml").read_text()
+    assert "postgresql://***@db.example" in plan
+    assert "postgresql://***@db.example" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_a_bad_knowledge_url_is_not_echoed_with_its_password(env, capsys, monkeypatch):
+    tmp_path, model = env
+    monkeypatch.setattr(cli, "COMMANDS", ["search"])
+    argv = ["search", str(model), "--slo-p99", "50ms", "--backend", "double",
+            "--out", str(tmp_path / "o"), "--knowledge", URL, "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "knowledge base" in err and SECRET not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_log_records_are_redacted():
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "cannot open %s", (URL,), None)
+    RedactingFilter().filter(record)
+    assert SECRET not in record.getMessage()
+    assert "***@db.example" in record.getMessage()
