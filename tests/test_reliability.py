@@ -4,6 +4,7 @@ creation, shared studies agreeing on their plan."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from search_doubles import FakeProfile, QueueDouble
@@ -80,3 +81,75 @@ def test_log_records_are_redacted():
     RedactingFilter().filter(record)
     assert SECRET not in record.getMessage()
     assert "***@db.example" in record.getMessage()
+
+
+_OPEN = """
+import sys, time
+import optuna
+from autoconf._objective import Objective
+from autoconf._search._stores import open_study
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+open_study(sys.argv[1], "shared", Objective(50.0, 60.0), optuna.samplers.RandomSampler(), True)
+"""
+
+
+def test_processes_creating_one_new_sqlite_study_at_once_all_succeed(tmp_path):
+    """Issue 15 item 5: several processes starting together on a new SQLite study raced on its
+    schema (``UNIQUE constraint failed: alembic_version.version_num``, exit 2)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    for round_ in range(2):
+        storage = f"sqlite:///{tmp_path / f'race-{round_}.db'}"
+        start = time.time() + 4.0  # after every interpreter has imported optuna
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN, storage, str(start)],
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(4)
+        ]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, errors
+
+
+def test_a_config_that_held_for_another_process_is_chosen_without_remeasuring():
+    """Two processes sharing a study write the same plan: a re-measurement stored by one (held,
+    or rejected) is reused by the other instead of re-measured with another outcome."""
+    import optuna
+
+    from autoconf import Measurement, Objective
+    from autoconf._record import set_rejected, set_validations, validation_entry
+    from autoconf._report import TrialRecord
+    from autoconf._search._remeasure import Remeasurements, Validator
+    from autoconf._space import load_space
+
+    space = load_space("cpu-local")
+    best, second, third = list(space.configs())[:3]
+    objective = Objective(50.0, 60.0)
+    study = optuna.create_study()
+    mine = Remeasurements.of(study)  # read before the other process re-measured
+    held = Measurement(ok=True, cost_per_hour=1.0, throughput_rps=60.0, p99_ms=20.0)
+    set_rejected(study, {best.key()})
+    set_validations(study, [validation_entry(second, 60.0, True, held)])
+
+    class NeverHolds(Validator):
+        calls: list = []
+
+        def __call__(self, config, searched):
+            self.calls.append(config)
+            return False, Measurement.failed("did not hold", 1.0), 60.0
+
+    validator = NeverHolds(None, None, objective, 1.0)
+    m = Measurement(ok=True, cost_per_hour=1.0, throughput_rps=60.0, p99_ms=30.0)
+    records = [TrialRecord(i, c, m, True, 0.0, 1.0) for i, c in enumerate((best, second, third))]
+    chosen = mine.first_that_holds(study, records, validator, lambda s: None)
+    assert chosen is not None and chosen.record.config == second
+    assert chosen.validation.p99_ms == 20.0
+    assert validator.calls == []
