@@ -23,7 +23,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -33,6 +32,7 @@ from typing import Any
 
 from ._api import Deployer, Deployment, DeploymentSpec, LoadResult
 from ._errors import DeployError, StressError
+from ._lifetime import remove, scratch
 from ._load import DEFAULT_INFLIGHT_CAP, input_signature
 from ._load import open_loop as _open_loop
 from ._stability import MAX_WINDOWS
@@ -142,7 +142,7 @@ class LocalDeployment(Deployment):
         self.oversubscribed = False
         self.pinned = False
         self._logs: list[Path] = []
-        self._tmp = Path(tempfile.mkdtemp(prefix="stress-local-"))
+        self._tmp = scratch("stress-local-")
         self._down = False
         self.signature = input_signature(spec.model_path)
 
@@ -306,11 +306,7 @@ class LocalDeployment(Deployment):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-        for f in self._tmp.iterdir():
-            with contextlib.suppress(OSError):
-                f.unlink()
-        with contextlib.suppress(OSError):
-            self._tmp.rmdir()
+        remove(self._tmp)
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
