@@ -153,3 +153,54 @@ def test_a_config_that_held_for_another_process_is_chosen_without_remeasuring():
     assert chosen is not None and chosen.record.config == second
     assert chosen.validation.p99_ms == 20.0
     assert validator.calls == []
+
+
+def test_a_plain_postgresql_url_reaches_the_server(tmp_path):
+    """Issue 15 item 10: the documented ``postgresql://`` URL failed with "Failed to import DB
+    access module" (SQLAlchemy 2.1 picks psycopg 3, now a dependency). No server listens on
+    port 1 here, so the driver must get as far as trying to connect."""
+    import optuna
+
+    from autoconf import Objective
+    from autoconf._errors import UserError
+    from autoconf._search._stores import open_study
+
+    sampler = optuna.samplers.RandomSampler()
+    with pytest.raises(UserError) as info:
+        open_study(f"postgresql://u:{SECRET}@127.0.0.1:1/db", "s", Objective(50, 60), sampler, True)
+    message = str(info.value)
+    assert "import" not in message and "connect" in message
+    assert SECRET not in message and "\n" not in message
+
+
+def _empty_dirs(node):
+    if isinstance(node, dict):
+        if "emptyDir" in node:
+            yield node
+        for v in node.values():
+            yield from _empty_dirs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _empty_dirs(v)
+
+
+@pytest.mark.parametrize("gpu", [None, "A100-80GB"])
+def test_every_empty_dir_has_a_size_limit(relu_model, gpu):
+    """Issue 15 item 10: emptyDirs without sizeLimit (trial pods, load jobs, plan manifests)."""
+    from autoconf._manifests import render_plan_manifests
+    from stress import DeploymentSpec, render_load_manifests, render_trial_manifests
+    from stress._manifests import LoadJobSpec, repository_size_limit
+
+    spec = DeploymentSpec(relu_model, batch_size=4, replicas=2, cpu_cores=1.0, gpu_type=gpu)
+    docs = render_trial_manifests(spec, "t-1")
+    docs += render_load_manifests(spec, "t-1-l", LoadJobSpec("http://t-1:8000", 5, 1, workers=2))
+    docs += render_plan_manifests(
+        spec, image="nvcr.io/nvidia/tritonserver:24.08-py3", namespace="prod",
+        hpa_max_replicas=4, kserve=True, target_rps=10.0, slo_p99_ms=50.0,
+    )  # fmt: skip
+    volumes = list(_empty_dirs(docs))
+    assert len(volumes) >= 6
+    assert all(v["emptyDir"].get("sizeLimit") for v in volumes), volumes
+    assert repository_size_limit(spec) == "128Mi"  # a tiny model: the floor
+    big = DeploymentSpec(Path("/nonexistent/model.onnx"))
+    assert repository_size_limit(big) == "16Gi"
