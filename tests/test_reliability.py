@@ -204,3 +204,23 @@ def test_every_empty_dir_has_a_size_limit(relu_model, gpu):
     assert repository_size_limit(spec) == "128Mi"  # a tiny model: the floor
     big = DeploymentSpec(Path("/nonexistent/model.onnx"))
     assert repository_size_limit(big) == "16Gi"
+
+
+def test_the_sim_does_not_run_cpu_configs_out_of_gpu_memory():
+    """Issue 15 item 10: with the default (cpu-local) space the sim marked every config of a tiny
+    model "out of GPU memory (needs 0.5 GB)": the cpu pseudo-type's memory_gb is 0. GPUs still
+    run out (the sim:zoo tables, on gpu-default, are unchanged)."""
+    from autoconf import Load
+    from autoconf._simulator import SimModel, simulate_configs
+    from autoconf._space import load_space
+
+    tiny = SimModel("tiny", flops=2e5, param_bytes=1e5, activation_bytes=1e3)
+    cpu = load_space("cpu-local")
+    ms = simulate_configs(tiny, cpu, list(cpu.configs()), Load(slo_p99_ms=50.0, target_rps=20.0))
+    assert not any("out of GPU memory" in (m.error or "") for m in ms)
+    assert any(m.ok for m in ms)
+    gpu = load_space("gpu-default")
+    huge = SimModel("huge", flops=1e12, param_bytes=1e11, activation_bytes=1e9)
+    configs = [c for c in gpu.configs() if c.gpu_type == "T4"][:5]
+    ms = simulate_configs(huge, gpu, configs, Load(slo_p99_ms=50.0, target_rps=20.0))
+    assert all("out of GPU memory" in (m.error or "") for m in ms)
