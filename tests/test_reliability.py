@@ -224,3 +224,40 @@ def test_the_sim_does_not_run_cpu_configs_out_of_gpu_memory():
     configs = [c for c in gpu.configs() if c.gpu_type == "T4"][:5]
     ms = simulate_configs(huge, gpu, configs, Load(slo_p99_ms=50.0, target_rps=20.0))
     assert all("out of GPU memory" in (m.error or "") for m in ms)
+
+
+def test_processes_validating_at_once_agree_on_the_better_config():
+    """Our best config (ranked before the other process measured a better one) holds; the
+    other process meanwhile stored a held re-measurement of that better config: we choose it too,
+    so both write the same plan."""
+    import optuna
+
+    from autoconf import Measurement, Objective
+    from autoconf._record import distributions, set_validations, tell, validation_entry
+    from autoconf._report import trial_records
+    from autoconf._search._remeasure import Remeasurements, Validator
+    from autoconf._space import load_space
+
+    space = load_space("cpu-local")
+    objective = Objective(50.0, 60.0)  # minimize cost at 60 req/s
+    cheap, dear = sorted(list(space.configs())[:8], key=space.cost_per_hour)[::7][:2]
+    assert space.cost_per_hour(cheap) < space.cost_per_hour(dear)
+    study = optuna.create_study(direction=objective.direction)
+    for config in (dear, cheap):
+        study.enqueue_trial(config.to_dict())
+        trial = study.ask(fixed_distributions=distributions(space))
+        m = Measurement(ok=True, cost_per_hour=space.cost_per_hour(config), throughput_rps=60.0,
+                        offered_rps=60.0, p99_ms=30.0)  # fmt: skip
+        tell(study, trial, objective, m)
+    ours = [r for r in trial_records(study, objective) if r.config == dear]
+    mine = Remeasurements.of(study)
+    held = Measurement(ok=True, cost_per_hour=1.0, throughput_rps=60.0, p99_ms=21.0)
+    set_validations(study, [validation_entry(cheap, 60.0, True, held)])  # the other process
+
+    class Holds(Validator):
+        def __call__(self, config, searched):
+            return True, Measurement(ok=True, cost_per_hour=2.0, p99_ms=25.0), 60.0
+
+    chosen = mine.first_that_holds(study, ours, Holds(None, None, objective, 1.0), print)
+    assert chosen is not None and chosen.record.config == cheap
+    assert chosen.validation.p99_ms == 21.0
