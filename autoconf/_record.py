@@ -180,4 +180,5 @@ def validation_entry(config: Config, target_rps: float, holds: bool, m: Measurem
         "p99_ms": m.p99_ms,
         "throughput_rps": m.throughput_rps,
         "error": m.error,
+        "measurement": m.to_dict(),  # the whole re-measurement: another process may reuse it
     }

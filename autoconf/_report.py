@@ -18,6 +18,7 @@ import optuna
 
 from . import _record as record
 from ._objective import Objective
+from ._secrets import redact
 from ._types import Config, Measurement
 
 _METRICS = (
@@ -308,7 +309,7 @@ def render_report(records: Sequence[TrialRecord], ctx: ReportContext) -> str:
         parts.append("</div>")
     parts += _trials_table(records, ctx)
     if ctx.command:
-        parts.append(f"<p class='sub'>made by <code>{e(ctx.command)}</code></p>")
+        parts.append(f"<p class='sub'>made by <code>{e(redact(ctx.command))}</code></p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

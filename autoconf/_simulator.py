@@ -40,7 +40,9 @@ Assumptions
    common to every config of a model and seed (common random numbers), so comparisons between
    configs are not noise.
 6. **Out of memory** when ``k * (params_fp16 + batch_size * act + 0.5 GB runtime)`` exceeds the
-   GPU memory (``gpu_mem_gb`` where the space sets it): a failed measurement.
+   GPU memory (``gpu_mem_gb`` where the space sets it): a failed measurement. A device with no
+   GPU memory in its catalog entry (the ``cpu`` pseudo-type, ``memory_gb: 0``) has none to run
+   out of: host memory is not modelled.
 7. **Measurement noise**: latencies x lognormal(sigma 3 %) drawn from a hash of (model, config,
    seed), so a (model, config, seed) always gives the same answer. Throughput is the served rate
    of assumption 5, without added noise.
@@ -212,7 +214,7 @@ def _arrays(model: SimModel, space: SearchSpace, configs: Sequence[Config]) -> _
         a.cpu_per_instance[i] = float(c.cpu_cores) / k
         memory = (c.gpu_mem_gb if c.gpu_mem_gb is not None else spec.memory_gb) * 1e9
         need = k * (model.param_bytes / 2 + c.batch_size * model.activation_bytes + RUNTIME_BYTES)
-        a.oom[i] = need > memory
+        a.oom[i] = memory > 0 and need > memory  # no GPU memory (CPU-only): nothing to exhaust
         a.cost[i] = space.cost_per_hour(c)
     return a
 

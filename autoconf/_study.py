@@ -138,6 +138,11 @@ class _Loop:
         self.total = space.size()
         self.measured = measured_configs(study)
         self.in_flight: set[Config] = set()
+        #: trials being measured, by config (failed at once on an interrupt)
+        self.running: dict[Config, optuna.trial.Trial] = {}
+        #: set on Ctrl-C: a measurement that returns after it is never stored (the teardown
+        #: that follows an interrupt can make a measurement fail; that failure is not a result)
+        self.interrupted = threading.Event()
         self.repeats_in_a_row = 0
         self.claimed = 0
         self.errors: list[BaseException] = []
@@ -194,6 +199,7 @@ class _Loop:
             self.repeats_in_a_row = 0
             self.claimed += 1
             self.in_flight.add(config)
+            self.running[config] = trial
             return trial, config
 
     def repeat(self, trial: optuna.trial.Trial, config: Config) -> bool:
@@ -234,17 +240,41 @@ class _Loop:
                 m = evaluate(config)
             except BaseException as exc:
                 with self.lock:
-                    self.in_flight.discard(config)
-                    self.study.tell(trial, state=TrialState.FAIL)
                     self.stop.set()
                     self.errors.append(exc)
+                    self.finish_failed(config)
                 return
             with self.lock:
+                if self.interrupted.is_set():  # measured while shutting down: not a result
+                    self.finish_failed(config)
+                    return
                 self.in_flight.discard(config)
+                self.running.pop(config, None)
                 self.measured[config] = m
                 self.log.record(self.study, trial, self.objective, config, m, self.on_evaluation)
                 if self.should_stop is not None and self.should_stop(self.study):
                     self.stop.set()
+
+    def finish_failed(self, config: Config) -> None:
+        """Fail the trial measuring ``config`` (under the lock), unless it already was."""
+        self.in_flight.discard(config)
+        trial = self.running.pop(config, None)
+        if trial is not None:
+            self.study.tell(trial, state=TrialState.FAIL)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop every worker and fail the trials being measured, so that ``--resume``
+        measures them again and a measurement cut short by the teardown is never stored."""
+        self.interrupted.set()
+        self.stop.set()
+        if not self.lock.acquire(timeout=10.0):  # a worker stuck in a storage write
+            logger.warning("interrupted: in-flight trials left RUNNING (--resume fails them)")
+            return
+        try:
+            for config in list(self.running):
+                self.finish_failed(config)
+        finally:
+            self.lock.release()
 
 
 def run_trials(
@@ -290,7 +320,7 @@ def run_trials(
                 while t.is_alive():
                     t.join(timeout=0.2)
         except KeyboardInterrupt:
-            stop.set()
+            loop.interrupt()
             raise
     if loop.errors:
         raise loop.errors[0]

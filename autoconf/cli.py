@@ -14,6 +14,7 @@ import sys
 
 from ._commands import bench, cleanup, kops, prior, search, stress, validate
 from ._errors import AutoconfError
+from ._secrets import redact, redact_logging
 
 logger = logging.getLogger("autoconf")
 
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="autoconf: %(levelname)s: %(name)s: %(message)s"
     )
+    redact_logging()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -97,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         code = _exit_code(exc)
         if code is not None:
-            print(f"autoconf: error: {exc}", file=sys.stderr)
+            print(f"autoconf: error: {redact(str(exc))}", file=sys.stderr)
             return code
         logger.debug("internal error", exc_info=True)
         print(
-            f"autoconf: internal error: {type(exc).__name__}: {exc} "
+            f"autoconf: internal error: {type(exc).__name__}: {redact(str(exc))} "
             "(a bug: rerun with -v for the traceback)",
             file=sys.stderr,
         )

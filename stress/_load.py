@@ -18,7 +18,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from ._api import LoadResult, StressError
 from ._interference import MIN_GENERATOR_HEADROOM, CpuSnapshot, Interference, interference
+from ._lifetime import remove, scratch
 from ._stability import (
     MAX_WINDOWS,
     STABLE_WINDOWS,
@@ -147,7 +147,7 @@ def open_loop(
     window_s = window_seconds(rate_rps)
     first_windows = max(STABLE_WINDOWS, round(duration_s / window_s))
     limit = max(int(max_windows), first_windows)
-    tmp = Path(tempfile.mkdtemp(prefix="stress-load-"))
+    tmp = scratch("stress-load-")
     gen = _Generators(tmp, n, check_alive)
     watch = CpuWatch(server_pids, server_cores, cpu_affinity)
     segments: list[list[dict]] = []
@@ -247,6 +247,7 @@ class _Generators:
                 "endpoints": endpoints, "signature": signature, "dims": dims or {},
                 "rate_rps": rate_rps / self.n, "abort_p99_ms": abort_ms, "inflight_cap": cap,
                 "timeout_s": timeout_s, "seed": seed * 1000 + i, "handshake": True,
+                "parent_pid": os.getpid(),
             }  # fmt: skip
             cfg_path = self.tmp / f"config-{i}.json"
             cfg_path.write_text(json.dumps(cfg))
@@ -330,9 +331,7 @@ class _Generators:
                 p.stdout.close()
         for f in self.err_files:
             f.close()
-        for f in self.tmp.iterdir():
-            f.unlink()
-        self.tmp.rmdir()
+        remove(self.tmp)
 
 
 def _aborted(out: Path) -> bool:

@@ -19,12 +19,10 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -34,6 +32,7 @@ from typing import Any
 
 from ._api import Deployer, Deployment, DeploymentSpec, LoadResult
 from ._errors import DeployError, StressError
+from ._lifetime import remove, scratch
 from ._load import DEFAULT_INFLIGHT_CAP, input_signature
 from ._load import open_loop as _open_loop
 from ._stability import MAX_WINDOWS
@@ -146,7 +145,7 @@ class LocalDeployment(Deployment):
         self.oversubscribed = False
         self.pinned = False
         self._logs: list[Path] = []
-        self._tmp = Path(tempfile.mkdtemp(prefix="stress-local-"))
+        self._tmp = scratch("stress-local-")
         self._down = False
         self.signature = input_signature(spec.model_path)
 
@@ -338,7 +337,7 @@ class LocalDeployment(Deployment):
                 p.wait()
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(p.pid, signal.SIGKILL)  # members that outlived the leader
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        remove(self._tmp)
         with _LIVE_LOCK:
             _LIVE.discard(self)
 

@@ -336,6 +336,10 @@ def main(argv: list[str]) -> int:
     """Run one open-loop step as this process's share of the load (see the module docstring)."""
     with open(argv[0]) as fh:
         cfg = json.load(fh)
+    if cfg.get("parent_pid"):
+        from stress._lifetime import bind_to_parent
+
+        bind_to_parent(int(cfg["parent_pid"]))  # never outlive the deployer
     OpenLoopUser.config = cfg
     env = Environment(user_classes=[OpenLoopUser], events=events)
     runner = env.create_local_runner()

@@ -36,6 +36,11 @@ LOCUST_IMAGE = "locustio/locust:2.47.0"
 #: The Kubernetes version whose schemas :func:`validate_manifests` checks against.
 KUBERNETES_VERSION = "1.30"
 
+#: Every emptyDir has a size limit (a pod filling its node's disk is evicted, not the node).
+TMP_SIZE_LIMIT = "1Gi"
+#: The model repository's limit when the model file is not here to be measured.
+DEFAULT_REPOSITORY_LIMIT = "16Gi"
+
 HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
@@ -197,6 +202,17 @@ def model_config_map(
     return doc
 
 
+def repository_size_limit(spec: DeploymentSpec) -> str:
+    """The model repository emptyDir's ``sizeLimit``: the model file and a quarter more, plus
+    64 MiB for ``config.pbtxt`` and the runtime's files (at least 128Mi)."""
+    try:
+        size = Path(spec.model_path).stat().st_size
+    except OSError:
+        return DEFAULT_REPOSITORY_LIMIT
+    mib = -(-size * 5 // 4 // 2**20) + 64
+    return f"{max(128, mib)}Mi"
+
+
 def _fetch_container(spec: DeploymentSpec, opts: ManifestOptions) -> dict[str, Any]:
     model_dir = f"/models/{check_model_name(spec.model_name)}"
     onnx_path = shell_quote(f"{model_dir}/1/model.onnx")
@@ -274,9 +290,9 @@ def _pod_spec(spec: DeploymentSpec, opts: ManifestOptions, config_map: str) -> d
         "initContainers": [_fetch_container(spec, opts)],
         "containers": [triton],
         "volumes": [
-            {"name": "model-repository", "emptyDir": {}},
+            {"name": "model-repository", "emptyDir": {"sizeLimit": repository_size_limit(spec)}},
             {"name": "model-config", "configMap": {"name": config_map}},
-            {"name": "tmp", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
         ],
     }
@@ -401,7 +417,7 @@ def _load_job(
                 "containers": [container],
                 "volumes": [
                     {"name": "locustfile", "configMap": {"name": f"{name}-locust"}},
-                    {"name": "tmp", "emptyDir": {}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
                 ],
             },
         },

@@ -50,6 +50,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from aiohttp import web
 
+from ._lifetime import bind_to_parent
+
 #: v2 datatype names <-> numpy dtypes.
 V2_TO_NUMPY = {
     "BOOL": "bool",
@@ -385,23 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _bind_to_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGTERM this server when the deployer dies (PR_SET_PDEATHSIG), and exit at
-    once if it already has. Done here, not in a ``preexec_fn``, which is unsafe with threads."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:
-        raise SystemExit("stress.server: the deployer is gone")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.parent_pid:
-        _bind_to_parent(args.parent_pid)
+        bind_to_parent(args.parent_pid)
     if args.memory_mb:
         import resource
 

@@ -205,3 +205,33 @@ def test_one_loop_stops_on_the_rule_and_raises_evaluation_errors():
         run_trials(study, space, objective, broken, 10, workers=2)
     states = {t.state for t in study.get_trials()}
     assert optuna.trial.TrialState.RUNNING not in states  # the interrupted trials were failed
+
+
+def test_a_measurement_cut_short_by_ctrl_c_is_never_stored():
+    """Ctrl-C with two workers: the teardown that follows makes a worker's measurement fail
+    ("replica died under test"); that failure must not be stored as a result (issue 15 item 2):
+    the trial ends FAIL, so --resume measures the config again."""
+    import _thread
+    import threading
+    import time
+
+    space = load_space("cpu-local")
+    objective = Objective(slo_p99_ms=60.0)
+    study = optuna.create_study(direction=objective.direction)
+    torn_down = threading.Event()
+    started = threading.Barrier(2)
+
+    def evaluate(config: Config) -> Measurement:
+        if started.wait() == 0:
+            _thread.interrupt_main()  # the user's Ctrl-C, while both workers measure
+        torn_down.wait(10)  # the servers are stopped under the measurement...
+        return Measurement.failed("replica 0 died under test: exit code 0", 1.0)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, space, objective, evaluate, 10, workers=2)
+    torn_down.set()  # ...by the teardown that runs after the interrupt
+    time.sleep(1.0)  # let the workers return and try to store
+    trials = study.get_trials()
+    assert len(trials) == 2
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in trials), trials
+    assert measured_configs(study) == {}

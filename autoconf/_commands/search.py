@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .._errors import UserError
 from .._input import out_dir, rate_rps
+from .._secrets import redact
 from ._args import add_options_flag, parse_duration_s, parse_latency_ms, parse_options
 
 #: ``--example`` defaults: a tiny model, a loose SLO and a short budget that finish in a few
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         knowledge=args.knowledge,
         duration_s=duration,
-        command="autoconf " + shlex.join(sys.argv[1:]),
+        command=redact("autoconf " + shlex.join(sys.argv[1:])),
         progress=not args.no_progress,
         kserve=args.kserve,
     )

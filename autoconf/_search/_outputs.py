@@ -30,11 +30,11 @@ from .._plan import (
     sha256_of,
 )
 from .._report import ReportContext, TrialRecord, trial_records, write_report, write_trials_csv
+from .._secrets import redact
 from .._space import SPACES_DIR, SearchSpace, space_path
 from .._types import Measurement
 from ._options import SearchOptions
 from ._remeasure import Chosen, ranked
-from ._stores import redact
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class SearchOutput:
             backend=self.opts.backend,
             sampler=self.sampler_name,
             outcome=outcome,
-            command=self.opts.command,
+            command=redact(self.opts.command or ""),
             elapsed_s=time.monotonic() - self.started,
             **kw,
         )
@@ -149,7 +149,7 @@ def build_plan(
             study=PlanStudy(name=so.study_name, storage=redact(so.storage)),
             configs_measured=len(records),
             search_duration_s=opts.duration_s,
-            command=opts.command,
+            command=redact(opts.command) if opts.command else opts.command,
         ),
     )
 

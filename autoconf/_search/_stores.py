@@ -3,7 +3,11 @@ knowledge base that warms the prior and remembers every finished search."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,7 @@ import optuna
 from .._errors import UserError
 from .._objective import Objective
 from .._report import TrialRecord
+from .._secrets import redact
 from .._space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -73,12 +78,33 @@ def study_name(model_path: Path, sha: str, space: SearchSpace, objective: Object
     return f"{model_path.stem}-{sha[:10]}-{space.name}-p99_{objective.slo_p99_ms:g}ms-{rps}"
 
 
-def redact(url: str) -> str:
-    """A storage URL without its password (for plans, reports and errors)."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+#: Tries at opening a study on a server storage whose schema another process is creating.
+OPEN_TRIES = 5
+
+
+@contextlib.contextmanager
+def _creation_lock(storage: str) -> Iterator[None]:
+    """Serialize study creation between processes on one SQLite file (an exclusive ``flock`` on
+    ``FILE.lock``): two processes creating a new SQLite storage at once race on its schema
+    (``UNIQUE constraint failed: alembic_version``). Other storages are retried instead."""
+    if not storage.startswith("sqlite:///") or storage == "sqlite:///:memory:":
+        yield
+        return
+    db = Path(storage[len("sqlite:///") :].split("?", 1)[0])
+    if not db.parent.is_dir():
+        yield  # the storage's own error names the missing folder
+        return
+    with open(f"{db}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return redact(lines[0] if lines else type(exc).__name__)
 
 
 def open_study(
@@ -89,11 +115,43 @@ def open_study(
     resume: bool,
 ) -> optuna.Study:
     """Create the study, or load it with ``resume``; an existing study without ``resume`` is an
-    error (it would silently mix two searches)."""
-    try:
-        existing = optuna.study.get_all_study_names(storage)
-    except Exception as exc:  # any storage failure is the user's URL or server: one line
-        raise UserError(f"--storage {redact(storage)!r}: cannot open: {exc}") from None
+    error (it would silently mix two searches). Safe when several processes open one new
+    storage at once (a file lock for SQLite, retries for a server)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for attempt in range(OPEN_TRIES):
+        try:
+            with _creation_lock(storage):
+                return _open_or_create(storage, name, objective, sampler, resume)
+        except UserError:
+            raise
+        except Exception as exc:  # any storage failure is the user's URL or server: one line
+            if attempt + 1 < OPEN_TRIES and _is_race(exc):
+                logger.info("opening the study raced another process (%s); retrying", exc)
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise UserError(
+                f"--storage {redact(storage)!r}: cannot open: {_one_line(exc)}"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def _is_race(exc: BaseException) -> bool:
+    """An error another process creating the same storage or study can cause."""
+    text = str(exc)
+    return any(
+        s in text
+        for s in ("UNIQUE constraint", "already exists", "duplicate key", "database is locked")
+    )
+
+
+def _open_or_create(
+    storage: str,
+    name: str,
+    objective: Objective,
+    sampler: optuna.samplers.BaseSampler,
+    resume: bool,
+) -> optuna.Study:
+    existing = optuna.study.get_all_study_names(storage)
     if name in existing and not resume:
         raise UserError(
             f"a search {name!r} already exists in {redact(storage)}; pass --resume to continue "

@@ -17,6 +17,7 @@ import numpy as np
 
 from .._errors import UserError
 from .._objective import Objective
+from .._secrets import redact
 from .._space import SearchSpace, load_space
 from .._types import Config, Measurement, ModelTable
 
@@ -36,7 +37,9 @@ def _path_of(url_or_path: str | Path) -> Path:
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
     elif "://" in text:
-        raise UserError(f"knowledge base {text!r}: only sqlite:///FILE or a file path is supported")
+        raise UserError(
+            f"knowledge base {redact(text)!r}: only sqlite:///FILE or a file path is supported"
+        )
     return Path(text)
 
 
