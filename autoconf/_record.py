@@ -89,7 +89,7 @@ def measurement_of(trial: FrozenTrial) -> Measurement | None:
         return None
     if trial.user_attrs.get(REPEAT):
         return None
-    return Measurement(**trial.user_attrs[MEASUREMENT])
+    return Measurement.from_dict(trial.user_attrs[MEASUREMENT])
 
 
 def feasible_of(trial: FrozenTrial) -> bool:
@@ -180,4 +180,8 @@ def validation_entry(config: Config, target_rps: float, holds: bool, m: Measurem
         "p99_ms": m.p99_ms,
         "throughput_rps": m.throughput_rps,
         "error": m.error,
+        "stable": m.stable,
+        "throughput_spread": m.throughput_spread,
+        "latency_spread": m.latency_spread,
+        "unstable_reasons": list(m.unstable_reasons),
     }
