@@ -70,7 +70,14 @@ def _best_drop(
 ) -> tuple[str | None, object]:
     """The value of a refused config still ``inside`` the product whose removal keeps the most
     hostable configs (ties: the larger value, the later dimension); ``(None, None)`` when no
-    dimension has a value to spare."""
+    dimension has a value to spare. Values whose change alone makes a refused config hostable
+    (cores, replicas: not the batch size) are preferred."""
+    causes = {
+        (d, getattr(c, d))
+        for c in inside
+        for d, vals in values.items()
+        if any(Config(**{**c.to_dict(), d: x}) not in refused for x in vals if x != getattr(c, d))
+    }
     best, best_key = (None, None), None
     for d, vals in values.items():
         if len(vals) < 2:
@@ -78,8 +85,12 @@ def _best_drop(
         for i, v in enumerate(vals):
             if not any(getattr(c, d) == v for c in inside):
                 continue
+            if causes and (d, v) not in causes:
+                continue
             rest = {**values, d: [x for x in vals if x != v]}
-            kept = sum(1 for combo in itertools.product(*rest.values()) if _ok(rest, combo, refused))
+            kept = sum(
+                1 for combo in itertools.product(*rest.values()) if _ok(rest, combo, refused)
+            )
             key = (kept, i, list(values).index(d))
             if best_key is None or key > best_key:
                 best, best_key = (d, v), key
