@@ -188,3 +188,15 @@ def test_noisy_measurements_widen_the_surrogate():
     s_exact = post._fit(exact, set())
     s_noisy = post._fit(noisy, set())
     assert np.all(s_noisy.sd[:6] > s_exact.sd[:6])
+
+
+def test_report_shows_each_trials_stability():
+    from autoconf._report import stability
+
+    assert stability(Measurement(ok=True, cost_per_hour=1.0)) == "-"
+    calm = Measurement(ok=True, cost_per_hour=1.0, stable=True, throughput_spread=0.04)
+    assert stability(calm) == "yes (spread 4%)"
+    bad = Measurement(
+        ok=True, cost_per_hour=1.0, stable=False, attempts=2, unstable_reasons=["disturbed"]
+    )
+    assert stability(bad) == "no (2 deployments): disturbed"
