@@ -200,3 +200,27 @@ def test_report_shows_each_trials_stability():
         ok=True, cost_per_hour=1.0, stable=False, attempts=2, unstable_reasons=["disturbed"]
     )
     assert stability(bad) == "no (2 deployments): disturbed"
+
+
+def test_a_noisy_capacity_near_the_load_is_not_certainly_feasible():
+    """At a target load, a measured config is feasible with probability 1 only when exact; an
+    unstable capacity 10 % above what the load needs is feasible with a probability below 1,
+    and the stopping rule's trust in such an incumbent is that probability."""
+    from tests.test_meta_sampler import capacity_table
+
+    sp = space(replicas=(1, 2), batch=(1, 4))
+    table = capacity_table("t", sp, {"T4": 10.0, "V100": 40.0, "L4": 16.0}, 20.0)
+    sampler = make_sampler("meta", SamplerContext(sp, table.objective, 0, None, []))
+    post = sampler.posterior
+    configs = sp.configs()
+    i = next(
+        k for k, c in enumerate(configs) if table.objective.value(table.results[c]) is not None
+    )
+    exact = table.results[configs[i]]
+    noisy = Measurement.from_dict({**exact.to_dict(), "stable": False})
+    assert post.feasibility(post._fit({i: exact}, set()))[i] == 1.0
+    state = post._fit({i: noisy}, set())
+    p = post.feasibility(state)[i]
+    assert 0.0 < p < 1.0
+    rule = make_stopping_rule("meta", StoppingContext(table.objective, sampler))
+    assert rule.incumbent_trust(state) == pytest.approx(p)
