@@ -25,7 +25,14 @@ def env(tmp_path, monkeypatch):
     import autoconf.backends as backends
 
     QueueDouble.reset()
-    monkeypatch.setitem(backends.BACKENDS, "double", "search_doubles:QueueDouble")
+    real = backends.get_backend
+
+    def get_backend(name, space, **options):
+        if name == "double":
+            return QueueDouble(space, **options)
+        return real(name, space, **options)
+
+    monkeypatch.setattr(backends, "get_backend", get_backend)
     monkeypatch.setattr(search, "profile_model", lambda path: FakeProfile())
     monkeypatch.setattr(cli, "COMMANDS", ["search", "validate"])
     model = tmp_path / "model.onnx"

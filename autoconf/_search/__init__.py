@@ -97,8 +97,10 @@ def run_search(opts: SearchOptions) -> SearchResult:
 def _hostable(opts: SearchOptions, space: Any) -> tuple[Any, list[str]]:
     """The space cut to what the backend can host (before the sampler sees it), and why; a
     backend that measures every config (tables, the simulator) is not even built for it."""
-    from ..backends import Backend, backend_class, get_backend
+    from ..backends import BACKENDS, Backend, backend_class, get_backend
 
+    if opts.backend not in BACKENDS:  # unknown: get_backend says so when the search starts
+        return space, []
     if backend_class(opts.backend).feasible_space is Backend.feasible_space:
         return space, []
     with get_backend(opts.backend, space, **opts.backend_options) as backend:
