@@ -224,3 +224,19 @@ def test_a_noisy_capacity_near_the_load_is_not_certainly_feasible():
     assert 0.0 < p < 1.0
     rule = make_stopping_rule("meta", StoppingContext(table.objective, sampler))
     assert rule.incumbent_trust(state) == pytest.approx(p)
+
+
+def test_search_refuses_a_gpu_space_on_the_local_backend_in_one_line(tmp_path, capsys):
+    from stress._local import local_gpus
+
+    if local_gpus():
+        pytest.skip("this machine has a GPU")
+    import kops
+    from autoconf import cli
+
+    model = kops.zoo.build("tiny_mlp", tmp_path / "tiny.onnx")
+    argv = ["search", str(model), "--slo-p99", "50ms", "--space", "gpu-default"]
+    argv += ["--backend", "local", "--out", str(tmp_path / "out"), "--knowledge", "none"]
+    assert cli.main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot host any config of space 'gpu-default'" in err
