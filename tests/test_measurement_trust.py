@@ -240,3 +240,17 @@ def test_search_refuses_a_gpu_space_on_the_local_backend_in_one_line(tmp_path, c
     assert cli.main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot host any config of space 'gpu-default'" in err
+
+
+def test_plan_carries_the_remeasurements_stability():
+    from autoconf._plan import PlanMeasured
+    from autoconf._search._outputs import _metrics, _trust
+
+    m = Measurement(
+        ok=True, cost_per_hour=1.0, p99_ms=20.0, throughput_rps=99.0, stable=False,
+        throughput_spread=0.12, latency_spread=0.3, unstable_reasons=["disturbed"],
+    )  # fmt: skip
+    shown = PlanMeasured(source="re-measured", **_metrics(m), **_trust(m))
+    assert shown.stable is False and shown.throughput_spread == 0.12
+    assert shown.unstable_reasons == ["disturbed"]
+    assert _trust(Measurement(ok=True, cost_per_hour=1.0)) == {}  # tables: nothing to say
