@@ -157,9 +157,10 @@ def local_gpus() -> list[str]:
 
 
 def _gpu_matches(gpu_type: str, names: list[str]) -> bool:
-    """A catalog GPU type (``T4``, ``A100-40GB``) names one of ``names`` (``Tesla T4``)."""
+    """A catalog GPU type (``T4``, ``A100-40GB``) names one of ``names`` (``Tesla T4``,
+    ``NVIDIA A100-SXM4-40GB``): its first part is a word of the name (``L4`` is not ``L40S``)."""
     key = gpu_type.lower().split("-")[0]
-    return any(key in n.lower().replace("-", " ").split() or key in n.lower() for n in names)
+    return any(key in n.lower().replace("-", " ").split() for n in names)
 
 
 class LocalDeployment(Deployment):

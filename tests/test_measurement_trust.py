@@ -254,3 +254,12 @@ def test_plan_carries_the_remeasurements_stability():
     assert shown.stable is False and shown.throughput_spread == 0.12
     assert shown.unstable_reasons == ["disturbed"]
     assert _trust(Measurement(ok=True, cost_per_hour=1.0)) == {}  # tables: nothing to say
+
+
+def test_gpu_types_match_the_names_nvidia_smi_gives():
+    from stress._local import _gpu_matches
+
+    assert _gpu_matches("T4", ["Tesla T4"])
+    assert _gpu_matches("A100-40GB", ["NVIDIA A100-SXM4-40GB"])
+    assert _gpu_matches("H100", ["NVIDIA H100 80GB HBM3"])
+    assert not _gpu_matches("L4", ["NVIDIA L40S"]) and not _gpu_matches("T4", [])
