@@ -27,6 +27,8 @@ class PlanModel(BaseModel):
     name: str
     path: str
     sha256: str
+    #: configs left out because the backend could not host them (see ``autoconf._feasible``)
+    notes: list[str] = Field(default_factory=list)
 
 
 class PlanSlo(BaseModel):
@@ -54,6 +56,12 @@ class PlanMeasured(BaseModel):
     throughput_rps: float | None = None
     capacity_rps: float | None = None
     error_rate: float | None = None
+    #: the stability rule's verdict (None: unknown, e.g. a table or the simulator), the spread of
+    #: throughput and latency over the last windows (max/min - 1) and why it was not stable
+    stable: bool | None = None
+    throughput_spread: float | None = None
+    latency_spread: float | None = None
+    unstable_reasons: list[str] = Field(default_factory=list)
 
 
 class PlanRunnerUp(BaseModel):

@@ -89,7 +89,7 @@ def measurement_of(trial: FrozenTrial) -> Measurement | None:
         return None
     if trial.user_attrs.get(REPEAT):
         return None
-    return Measurement(**trial.user_attrs[MEASUREMENT])
+    return Measurement.from_dict(trial.user_attrs[MEASUREMENT])
 
 
 def feasible_of(trial: FrozenTrial) -> bool:
@@ -181,4 +181,8 @@ def validation_entry(config: Config, target_rps: float, holds: bool, m: Measurem
         "throughput_rps": m.throughput_rps,
         "error": m.error,
         "measurement": m.to_dict(),  # the whole re-measurement: another process may reuse it
+        "stable": m.stable,
+        "throughput_spread": m.throughput_spread,
+        "latency_spread": m.latency_spread,
+        "unstable_reasons": list(m.unstable_reasons),
     }

@@ -73,7 +73,21 @@ def write_trials_csv(path: str | Path, records: Sequence[TrialRecord]) -> Path:
                 dims.append(k)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["trial", *dims, *_METRICS, "ok", "feasible", "violation", "error", "wall_s"])
+        w.writerow(
+            [
+                "trial",
+                *dims,
+                *_METRICS,
+                "ok",
+                "feasible",
+                "violation",
+                "error",
+                "wall_s",
+                "stable",
+                "throughput_spread",
+                "unstable_reasons",
+            ]
+        )
         for r in records:
             cfg = r.config.to_dict()
             m = r.measurement
@@ -87,6 +101,9 @@ def write_trials_csv(path: str | Path, records: Sequence[TrialRecord]) -> Path:
                     f"{r.violation:.4g}",
                     m.error or "",
                     f"{m.wall_s:.2f}",
+                    "" if m.stable is None else m.stable,
+                    _csv_num(m.throughput_spread),
+                    "; ".join(m.unstable_reasons),
                 ]
             )
     return path
@@ -372,17 +389,30 @@ def _validations_table(ctx: ReportContext) -> list[str]:
         parts.append(
             "<h2>Re-measurements of the best configs at the target load</h2><table>"
             "<tr><th class='l'>config</th><th>load rps</th><th>p99 ms</th>"
-            "<th>throughput rps</th><th class='l'>verdict</th></tr>"
+            "<th>throughput rps</th><th class='l'>verdict</th><th class='l'>stable</th></tr>"
         )
         for v in ctx.validations:
             parts.append(
                 f"<tr><td class='l'>{e(_short(Config.from_dict(v['config'])))}</td>"
                 f"<td>{_num(v.get('target_rps'))}</td><td>{_num(v.get('p99_ms'))}</td>"
                 f"<td>{_num(v.get('throughput_rps'))}</td>"
-                f"<td class='l'>{'holds' if v['holds'] else 'does not hold'}</td></tr>"
+                f"<td class='l'>{'holds' if v['holds'] else 'does not hold'}</td>"
+                f"<td class='l'>{e(_validation_stability(v))}</td></tr>"
             )
         parts.append("</table>")
     return parts
+
+
+def _validation_stability(v: dict) -> str:
+    if v.get("stable") is None:
+        return "-"
+    spreads = [
+        f"{name} spread {v[k]:.0%}"
+        for name, k in (("throughput", "throughput_spread"), ("latency", "latency_spread"))
+        if v.get(k) is not None
+    ]
+    head = "yes" if v["stable"] else "no: " + "; ".join(v.get("unstable_reasons") or [])
+    return head + (f" ({', '.join(spreads)})" if spreads else "")
 
 
 def _trials_table(records: Sequence[TrialRecord], ctx: ReportContext) -> list[str]:
@@ -392,7 +422,7 @@ def _trials_table(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
         f"<h2>Trials ({len(records)})</h2><table><tr><th>#</th><th class='l'>config</th>"
         "<th>cost $/h</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th>"
         "<th>throughput rps</th><th>capacity rps</th><th>errors</th>"
-        "<th class='l'>feasible</th><th>s</th></tr>"
+        "<th class='l'>feasible</th><th class='l'>stable</th><th>s</th></tr>"
     )
     for i, r in enumerate(records, start=1):
         m = r.measurement
@@ -407,10 +437,23 @@ def _trials_table(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
             f"<td>{_num(m.cost_per_hour, '', 4)}</td><td>{_num(m.p50_ms)}</td>"
             f"<td>{_num(m.p95_ms)}</td><td>{_num(m.p99_ms)}</td><td>{_num(m.throughput_rps)}</td>"
             f"<td>{_num(m.capacity_rps)}</td><td>{_num(100 * m.error_rate, ' %', 1)}</td>"
-            f"<td class='l'>{e(verdict)}</td><td>{m.wall_s:.1f}</td></tr>"
+            f"<td class='l'>{e(verdict)}</td><td class='l'>{e(stability(m))}</td>"
+            f"<td>{m.wall_s:.1f}</td></tr>"
         )
     parts.append("</table>")
     return parts
+
+
+def stability(m: Measurement) -> str:
+    """A measurement's stability as a cell: ``-`` where unknown (tables, the simulator),
+    ``yes`` with the throughput spread, or ``no:`` and the reasons; with the attempts made."""
+    if m.stable is None:
+        return "-"
+    again = f" ({m.attempts} deployments)" if m.attempts > 1 else ""
+    if m.stable:
+        spread = "" if m.throughput_spread is None else f" (spread {m.throughput_spread:.0%})"
+        return f"yes{spread}{again}"
+    return f"no{again}: " + "; ".join(m.unstable_reasons or ["unstable"])
 
 
 def write_report(path: str | Path, records: Sequence[TrialRecord], ctx: ReportContext) -> Path:

@@ -76,6 +76,14 @@ class Measurement:
     infeasible, never a score. ``rps_per_cost`` is throughput per dollar-hour unless a table
     gives it pre-normalised (the Falcon tables' ``norm.(rps/budget)``). ``throughput_rps`` is
     what was served, ``offered_rps`` what the generator offered (the objective needs both).
+
+    Trust (live backends, :mod:`stress._stability`): ``stable`` is ``None`` where unknown (tables,
+    the simulator, studies stored before it existed: taken as exact), else whether the figures
+    can be trusted; for a capacity search it is the search's verdict. ``throughput_spread`` and
+    ``latency_spread`` (max/min - 1 over the last windows), ``late_send_share`` and
+    ``generator_cpu_headroom`` (a share of a core) are the measured step's; ``unstable_reasons``
+    say why it is not stable, one line each. ``attempts`` counts fresh deployments measured
+    (an unstable measurement is repeated, see :class:`autoconf.backends.LiveBackend`).
     """
 
     ok: bool
@@ -93,6 +101,13 @@ class Measurement:
     #: The arrival rate the load generator actually offered (requests scheduled / window);
     #: ``None`` where unknown (tables, older measurements).
     offered_rps: float | None = None
+    stable: bool | None = None
+    throughput_spread: float | None = None
+    latency_spread: float | None = None
+    late_send_share: float | None = None
+    generator_cpu_headroom: float | None = None
+    unstable_reasons: list[str] = field(default_factory=list)
+    attempts: int = 1
 
     @property
     def rps_per_cost(self) -> float | None:
@@ -106,6 +121,17 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         return {k: v for k, v in out.items() if not (isinstance(v, float) and math.isnan(v))}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Measurement:
+        """A stored measurement; fields it lacks (older studies) take their defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    @property
+    def trusted(self) -> bool:
+        """Not known to be unstable (``stable`` True, or unknown: tables and the simulator)."""
+        return self.stable is not False
 
     @classmethod
     def failed(cls, error: str, cost_per_hour: float, wall_s: float = 0.0) -> Measurement:

@@ -176,6 +176,11 @@ class Deployer(abc.ABC):
         """Bring ``spec`` up and wait until it is ready; raise :class:`DeployError` if it is not
         ready in time, tearing down whatever was started."""
 
+    def refusal(self, spec: DeploymentSpec) -> str | None:
+        """Why this deployer cannot host ``spec`` honestly (one line), found without deploying
+        anything; ``None`` when it may try. The base deployer refuses nothing."""
+        return None
+
     @abc.abstractmethod
     def cleanup(self, study: str | None = None) -> list[str]:
         """Remove what deployments of this deployer (of ``study``, else all) left behind, e.g.

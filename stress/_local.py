@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -130,6 +131,39 @@ def core_sets(
     ]
     used = {c for cs in sets for c in cs}
     return sets, [c for c in allowed if c not in used] or allowed
+
+
+@functools.lru_cache(maxsize=1)
+def local_gpus() -> list[str]:
+    """The names of this machine's NVIDIA GPUs that ONNX Runtime can use (CUDA provider and
+    ``nvidia-smi`` both present); empty otherwise."""
+    import shutil
+
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers() or not shutil.which(
+        "nvidia-smi"
+    ):
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.warning("nvidia-smi failed (%s): no local GPU assumed", exc)
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def _gpu_matches(gpu_type: str, names: list[str]) -> bool:
+    """A catalog GPU type (``T4``, ``A100-40GB``) names one of ``names`` (``Tesla T4``,
+    ``NVIDIA A100-SXM4-40GB``): its first part is a word of the name (``L4`` is not ``L40S``)."""
+    key = gpu_type.lower().split("-")[0]
+    return any(key in n.lower().replace("-", " ").split() for n in names)
 
 
 class LocalDeployment(Deployment):
@@ -410,6 +444,20 @@ class LocalDeployer(Deployer):
             dep.teardown()
             raise
         return dep
+
+    def refusal(self, spec: DeploymentSpec) -> str | None:
+        """Too few cores beside the load generator's (unless ``oversubscribe``), or a GPU type
+        this machine does not have."""
+        try:
+            core_sets(spec.replicas, spec.cpu_cores, oversubscribe=self.oversubscribe)
+        except DeployError as exc:
+            return str(exc)
+        if spec.uses_gpu:
+            names = local_gpus()
+            if not _gpu_matches(str(spec.gpu_type), names):
+                have = ", ".join(names) or "none usable by ONNX Runtime"
+                return f"GPU type {spec.gpu_type} is not on this machine (GPUs: {have})"
+        return None
 
     def cleanup(self, study: str | None = None) -> list[str]:
         """Stop this deployer's deployments still running in this process (of ``study``).

@@ -6,6 +6,8 @@ tests/test_stress_load.py)."""
 from __future__ import annotations
 
 import csv
+import math
+import os
 
 import pytest
 
@@ -50,6 +52,13 @@ def test_example_like_search_on_live_servers(tmp_path, capsys):
     assert 0 < plan.measured.p99_ms <= 100
     assert plan.measured.throughput_rps >= 0.98 * 0.98 * plan.load.target_rps
     assert (out / "report.html").stat().st_size > 10_000
+    # every live measurement says whether it can be trusted; the space fits this machine
+    assert all(r["stable"] in ("True", "False") for r in rows if r["ok"] == "True")
+    assert plan.measured.stable in (True, False)
+    assert plan.measured.stable or plan.measured.unstable_reasons
+    cores = len(os.sched_getaffinity(0))
+    for r in rows:
+        assert int(r["replicas"]) * math.ceil(float(r["cpu_cores"])) + 1 <= max(cores, 2)
     assert {p.name.split("-", 1)[1] for p in (out / "manifests").glob("*.yaml")} >= {
         "deployment.yaml",
         "service.yaml",

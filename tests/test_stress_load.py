@@ -270,6 +270,9 @@ def test_cli_rate_json(tiny_model: Path) -> None:
     for key in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "error_rate"):
         assert isinstance(out[key], float), key
     assert out["error_rate"] == 0.0 and out["p50_ms"] <= out["p99_ms"]
+    # the whole LoadResult: whether it can be trusted and why, window by window
+    assert isinstance(out["stable"], bool) and isinstance(out["unstable_reasons"], list)
+    assert len(out["windows"]) >= 3 and "late_send_share" in out and "interference" in out
 
 
 @pytest.mark.slow
@@ -285,6 +288,10 @@ def test_cli_capacity_json(tiny_model: Path) -> None:
     assert [r for i, r in enumerate(rates) if i == 0 or r != rates[i - 1]] == [20.0, 40.0]
     assert out["capacity_rps"] == 40.0  # a 2 s SLO is met at these rates
     assert out["p99_ms"] < 2000
+    # the search's verdict at the top level, every step's own figures below
+    assert isinstance(out["stable"], bool) and isinstance(out["remeasured"], int)
+    assert out["stable"] or out["unstable_reasons"]
+    assert all("windows" in s and "stable" in s for s in out["steps"])
 
 
 @pytest.mark.parametrize(

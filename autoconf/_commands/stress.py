@@ -100,24 +100,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_dict(r: Any) -> dict[str, Any]:
-    return {
-        "target_rps": r.target_rps,
-        "throughput_rps": r.throughput_rps,
-        "p50_ms": r.p50_ms,
-        "p95_ms": r.p95_ms,
-        "p99_ms": r.p99_ms,
-        "max_ms": r.max_ms,
-        "error_rate": r.error_rate,
-        "sent": r.sent,
-        "completed": r.completed,
-        "errors": r.errors,
-        "duration_s": r.duration_s,
-        "inflight_cap_hits": r.inflight_cap_hits,
-        "generator_processes": r.generator_processes,
-        "generator_saturated": r.generator_saturated,
-        "aborted_early": r.aborted_early,
-        "passed": r.extra.get("passed"),
-    }
+    """One load step as JSON data: every figure of ``LoadResult.to_dict`` (stability included),
+    with ``passed`` lifted out of ``extra``."""
+    d = r.to_dict()
+    d["passed"] = r.extra.get("passed")
+    return d
 
 
 def _clean(obj: Any) -> Any:
@@ -183,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 warmup_s=warmup_s,
             )
             top = cap.at_capacity
+            verdict = cap.to_dict()
             out = {
                 "config": fields,
                 "backend": args.backend,
@@ -190,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
                 "capacity_rps": cap.capacity_rps,
                 "capacity_upper_rps": stress.upper_bound(cap),
                 **({k: v for k, v in _load_dict(top).items() if k != "target_rps"} if top else {}),
+                # the search's verdict, over the step at capacity's own
+                "stable": verdict["stable"],
+                "unstable_reasons": verdict["unstable_reasons"],
+                "remeasured": verdict["remeasured"],
                 "steps": [_load_dict(s) for s in cap.steps],
             }
         else:
@@ -227,6 +219,10 @@ def _print_human(out: dict[str, Any], capacity: bool) -> None:
                 if s["passed"]
                 else ("fail (aborted early)" if s["aborted_early"] else "fail")
             )
+            if s.get("extra", {}).get("superseded"):
+                verdict += " (unstable: measured again)"
+            elif s.get("stable") is False:
+                verdict += " (unstable)"
             print(
                 f"  step {i}: {s['target_rps']:,.1f} req/s -> {s['throughput_rps']:,.1f} served, "
                 f"p99 {_fmt_ms(s['p99_ms'])}, errors {s['error_rate']:.1%}: {verdict}"
@@ -240,6 +236,7 @@ def _print_human(out: dict[str, Any], capacity: bool) -> None:
         elif out["capacity_rps"] > 0:
             print("  (no step failed above it: the capacity is at least this; more --max-steps)")
         if "p99_ms" not in out:
+            _print_trust(out)
             return
     print(
         f"throughput {out['throughput_rps']:,.1f} requests/s, p50 {_fmt_ms(out['p50_ms'])}, "
@@ -249,3 +246,19 @@ def _print_human(out: dict[str, Any], capacity: bool) -> None:
         print(f"warning: the in-flight cap was hit {out['inflight_cap_hits']} times")
     if out.get("generator_saturated"):
         print("warning: the load generator was the bottleneck; figures understate the server")
+    _print_trust(out)
+
+
+def _print_trust(out: dict[str, Any]) -> None:
+    """Whether the figures can be trusted, and why not."""
+    if out.get("stable") is None:
+        return
+    spreads = [
+        f"{name} spread {out[k]:.1%}"
+        for name, k in (("throughput", "throughput_spread"), ("latency", "latency_spread"))
+        if out.get(k) is not None
+    ]
+    detail = f" ({', '.join(spreads)})" if spreads else ""
+    print(f"stable: {'yes' if out['stable'] else 'NO'}{detail}")
+    for reason in out.get("unstable_reasons") or []:
+        print(f"  unstable: {reason}")

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from scipy.special import ndtr
 
 from .. import _record as record
+from .._noise import relative_sd
 from .._objective import THROUGHPUT_TOLERANCE, Objective
 from .._space import SearchSpace
 from .._types import Config, Measurement
@@ -74,7 +75,7 @@ class Posterior:
 
     def _fit(self, measured: dict[int, Measurement], pending: set[int]) -> PosteriorState:
         model = self.model
-        units, ys = [], []
+        units, ys, obs_var = [], [], []
         best = None
         failed_units: set[int] = set()
         for i, m in measured.items():
@@ -88,15 +89,19 @@ class Posterior:
             if s is not None:
                 units.append(model.unit_of[i])
                 ys.append(s)
+                obs_var.append(self.score_variance(s, m))
             value = self.objective.value(m)
             if value is not None and (best is None or self.objective.better(value, best)):
                 best = value
         units_a = np.array(units, dtype=int)
         y_a = np.array(ys, dtype=float)
-        mean, sd = model.fit(units_a, y_a)
+        # each live measurement's own noise (None when every answer is exact: tables, simulator)
+        ov = np.array(obs_var, dtype=float) if any(v > 0 for v in obs_var) else None
+        mean, sd = model.fit(units_a, y_a, ov)
         if pending:  # constant liar: pending configs told their posterior mean
             pu = np.array([model.unit_of[i] for i in pending], dtype=int)
-            mean, sd = model.fit(np.concatenate([units_a, pu]), np.concatenate([y_a, mean[pu]]))
+            pv = None if ov is None else np.concatenate([ov, np.zeros(len(pu))])
+            mean, sd = model.fit(np.concatenate([units_a, pu]), np.concatenate([y_a, mean[pu]]), pv)
         if failed_units:
             fu = np.array(sorted(failed_units), dtype=int)
             mean[fu] = math.log(CAPACITY_FLOOR_RPS)
@@ -119,6 +124,22 @@ class Posterior:
             v = m.rps_per_cost
         return None if v is None else float(v)
 
+    def score_variance(self, score: float, m: Measurement) -> float:
+        """The noise variance of a measurement's score (:func:`autoconf._noise.relative_sd`;
+        the score is a log at a target load, a rate per dollar otherwise)."""
+        rsd = relative_sd(m)
+        if rsd == 0.0:
+            return 0.0
+        return rsd**2 if self.model.capacity else (rsd * score) ** 2
+
+    def incumbent(self, state: PosteriorState) -> int | None:
+        """The index of the measured config holding the best value (first measured on ties)."""
+        for i, m in state.measured.items():
+            value = self.objective.value(m)
+            if value is not None and value == state.best:
+                return i
+        return None
+
     def free(self, state: PosteriorState) -> np.ndarray:
         """Configs neither measured nor pending (suggestible)."""
         free = np.ones(len(self.model.configs), dtype=bool)
@@ -137,4 +158,9 @@ class Posterior:
         p = 1.0 - ndtr((need - m) / s)
         for i, meas in state.measured.items():
             p[i] = 1.0 if self.objective.value(meas) is not None else 0.0
+            rsd = relative_sd(meas)
+            if rsd > 0.0 and meas.capacity_rps:
+                # a noisy capacity: how likely the true one serves the load
+                have = math.log(max(meas.capacity_rps / model.replicas[i], CAPACITY_FLOOR_RPS))
+                p[i] = float(ndtr((have - need[i]) / rsd))
         return p

@@ -169,8 +169,12 @@ class Surrogate:
                     out.append(u)
         return out
 
-    def fit(self, units: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and sd of every unit's score given observations ``y`` at ``units``."""
+    def fit(
+        self, units: np.ndarray, y: np.ndarray, obs_var: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and sd of every unit's score given observations ``y`` at ``units``;
+        ``obs_var`` is each observation's own noise variance (live measurements,
+        :mod:`autoconf._noise`; ``None``: exact, as tables and the simulator answer)."""
         U = len(self.mu)
         K = self.D.shape[1]
         has_prior = K > 0
@@ -212,28 +216,31 @@ class Surrogate:
         P = Phi[units]
         r = y - base[units]
         if has_prior and self.kernel is not None:
-            return self._fit_correlated(Phi, var, noise, base, units, y)
+            return self._fit_correlated(Phi, var, noise, base, units, y, obs_var)
+        own = noise[units] if obs_var is None else noise[units] + obs_var
         if has_prior:
             var = var.copy()
-            var[0] *= _level_inflation(P, r, var, np.diag(noise[units]))
+            var[0] *= _level_inflation(P, r, var, np.diag(own))
         # the residual e(u) is a property of the unit, not observation noise: a measured unit
         # is known up to MEASUREMENT_NOISE (its other replica counts follow from it), and
         # the residual scale is calibrated on the target's own observations
         scale = 1.0
         for _ in range(2):
             nz = noise[units] * scale
+            if obs_var is not None:
+                nz = nz + obs_var
             A = (P.T / nz) @ P + np.diag(1.0 / var)
             L = np.linalg.cholesky(A)
             w = np.linalg.solve(A, P.T @ (r / nz))
             if len(units) < 3 or not self.capacity:
                 break
-            z2 = (r - P @ w) ** 2 / noise[units]
+            z2 = (r - P @ w) ** 2 / own
             scale = float(np.clip((z2.sum() + 2.0) / (len(units) + 2.0), 0.05, 4.0))
         noise = noise * scale
         m = base + Phi @ w
         V = np.linalg.solve(L, Phi.T)
         v = (V**2).sum(0) + noise
-        return _pin_measured(m, v, units, y, noise)
+        return _pin_measured(m, v, units, y, noise, obs_var)
 
     def _fit_correlated(
         self,
@@ -243,6 +250,7 @@ class Surrogate:
         base: np.ndarray,
         units: np.ndarray,
         y: np.ndarray,
+        obs_var: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`fit` with the per-unit residual a Gaussian process over units (the learned
         :class:`ResidualKernel`): a measurement also moves the units that share most of its
@@ -253,10 +261,13 @@ class Surrogate:
         Kuo = self.kernel.cross(np.arange(U), units) * sd[:, None] * sd[units][None, :]
         Koo = Kuo[units]
         nugget = MEASUREMENT_NOISE**2 * float(np.mean(noise))
+        own = nugget * np.eye(len(units))
+        if obs_var is not None:
+            own = own + np.diag(obs_var)
         var = var.copy()
-        var[0] *= _level_inflation(Phi[units], r, var, Koo + nugget * np.eye(len(units)))
+        var[0] *= _level_inflation(Phi[units], r, var, Koo + own)
         cross = (Phi * var) @ Phi[units].T + Kuo  # U x n
-        C = cross[units] + nugget * np.eye(len(units))
+        C = cross[units] + own
         L = np.linalg.cholesky(C)
         alpha = np.linalg.solve(L.T, np.linalg.solve(L, r))
         m = base + cross @ alpha
@@ -268,20 +279,29 @@ class Surrogate:
             Ci = np.linalg.solve(L.T, np.linalg.solve(L, np.eye(len(units))))
             z2 = alpha**2 / np.diag(Ci)
             v *= float(np.clip((z2.sum() + 2.0) / (len(units) + 2.0), LOO_SCALE_MIN, 4.0))
-        return _pin_measured(m, v, units, y, noise)
+        return _pin_measured(m, v, units, y, noise, obs_var)
 
 
 def _pin_measured(
-    m: np.ndarray, v: np.ndarray, units: np.ndarray, y: np.ndarray, noise: np.ndarray
+    m: np.ndarray,
+    v: np.ndarray,
+    units: np.ndarray,
+    y: np.ndarray,
+    noise: np.ndarray,
+    obs_var: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and sd with every measured unit at its measured mean, known up to
-    MEASUREMENT_NOISE (its other replica counts follow from it)."""
+    MEASUREMENT_NOISE (its other replica counts follow from it), or up to its measurements' own
+    noise (``obs_var``, averaged over them) where that is larger."""
     seen = np.zeros(len(m), dtype=bool)
     seen[units] = True
     sums = np.bincount(units, weights=y, minlength=len(m))
     counts = np.bincount(units, minlength=len(m))
     m[seen] = sums[seen] / counts[seen]
     v[seen] = MEASUREMENT_NOISE**2 * np.mean(noise)
+    if obs_var is not None:
+        own = np.bincount(units, weights=obs_var, minlength=len(m))[seen] / counts[seen] ** 2
+        v[seen] = np.maximum(v[seen], own)
     return m, np.sqrt(v)
 
 

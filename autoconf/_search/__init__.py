@@ -68,7 +68,7 @@ def run_search(opts: SearchOptions) -> SearchResult:
     """Run (or resume) one search and write its outputs into ``opts.out_dir``."""
     started = time.monotonic()
     model_path = check_options(opts)
-    space = load_space(opts.space)
+    space, space_notes = _hostable(opts, load_space(opts.space))
     objective = Objective(slo_p99_ms=opts.slo_p99_ms, target_rps=opts.target_rps)
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,8 +89,22 @@ def run_search(opts: SearchOptions) -> SearchResult:
     so = SearchOutput(
         opts, model_path, out, sha, profile, space, objective, sampler_name, name, storage, started
     )
+    so.space_notes = space_notes
     rounds = _search(study, so, kb, kb_name)
     return _finish(study, so, rounds, kb, kb_name)
+
+
+def _hostable(opts: SearchOptions, space: Any) -> tuple[Any, list[str]]:
+    """The space cut to what the backend can host (before the sampler sees it), and why; a
+    backend that measures every config (tables, the simulator) is not even built for it."""
+    from ..backends import BACKENDS, Backend, backend_class, get_backend
+
+    if opts.backend not in BACKENDS:  # unknown: get_backend says so when the search starts
+        return space, []
+    if backend_class(opts.backend).feasible_space is Backend.feasible_space:
+        return space, []
+    with get_backend(opts.backend, space, **opts.backend_options) as backend:
+        return backend.feasible_space()
 
 
 def _search(study: optuna.Study, so: SearchOutput, kb: Any, kb_name: str) -> Rounds:
@@ -167,7 +181,7 @@ def _finish(
     """Write the plan (when one held), its manifests, the report and trials.csv; feed the
     knowledge base."""
     records = trial_records(study, so.objective)
-    notes: list[str] = []
+    notes: list[str] = list(so.space_notes)
     result = SearchResult(
         outcome=rounds.outcome,
         out_dir=so.out,

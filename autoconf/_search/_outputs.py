@@ -7,7 +7,7 @@ import datetime as _dt
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ class SearchOutput:
     study_name: str
     storage: str
     started: float
+    #: what was left out of the space because the backend cannot host it (see ``_feasible``)
+    space_notes: list[str] = field(default_factory=list)
 
     def report_context(self, outcome: str, **kw: Any) -> ReportContext:
         name = self.model_path.name
@@ -78,6 +80,17 @@ class SearchOutput:
 
 def _metrics(m: Measurement) -> dict[str, Any]:
     return {k: round(float(getattr(m, k)), 4) for k in _METRICS if getattr(m, k) is not None}
+
+
+def _trust(m: Measurement) -> dict[str, Any]:
+    """The stability verdict of a measurement, where known (live backends)."""
+    if m.stable is None:
+        return {}
+    out: dict[str, Any] = {"stable": m.stable, "unstable_reasons": list(m.unstable_reasons)}
+    for k in ("throughput_spread", "latency_spread"):
+        if getattr(m, k) is not None:
+            out[k] = round(float(getattr(m, k)), 4)
+    return out
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -120,9 +133,12 @@ def build_plan(
         measured=PlanMeasured(
             source="re-measured at the target load before this plan was written",
             **_metrics(chosen.validation),
+            **_trust(chosen.validation),
         ),
         predicted=PlanMeasured(
-            source=f"search trial #{chosen.record.number}", **_metrics(chosen.record.measurement)
+            source=f"search trial #{chosen.record.number}",
+            **_metrics(chosen.record.measurement),
+            **_trust(chosen.record.measurement),
         ),
         runners_up=[
             PlanRunnerUp(
@@ -143,6 +159,7 @@ def build_plan(
                 name=space.name,
                 path=_space_ref(sfile, out),
                 sha256=sha256_of(sfile) if sfile.is_file() else "",
+                notes=list(so.space_notes),
             ),
             kops_profile=_kops_profile(so.profile),
             sampler=so.sampler_name,

@@ -18,14 +18,19 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def get_backend(name: str, space: SearchSpace, **options: Any) -> Backend:
-    """Construct the backend registered as ``name``."""
+def backend_class(name: str) -> type[Backend]:
+    """The class registered as ``name``."""
     try:
         target = BACKENDS[name]
     except KeyError:
         raise UserError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})") from None
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(space, **options)
+    return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["BACKENDS", "Backend", "get_backend"]
+def get_backend(name: str, space: SearchSpace, **options: Any) -> Backend:
+    """Construct the backend registered as ``name``."""
+    return backend_class(name)(space, **options)
+
+
+__all__ = ["BACKENDS", "Backend", "backend_class", "get_backend"]

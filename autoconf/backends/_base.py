@@ -31,6 +31,12 @@ class Backend(abc.ABC):
     def evaluate(self, profile: ModelProfile, config: Config, load: Load) -> Measurement:
         """Deploy ``config``, measure it under ``load``, tear it down, and return what was seen."""
 
+    def feasible_space(self) -> tuple[SearchSpace, list[str]]:
+        """The part of ``self.space`` this backend can measure honestly, and a note per thing
+        left out (called before a search; raises :class:`autoconf.UserError`, one line, when
+        nothing is left). Tables and the simulator measure every config: the whole space."""
+        return self.space, []
+
     def close(self) -> None:
         """Release everything the backend holds; safe to call twice."""
 

@@ -9,12 +9,19 @@ deploys it, runs one measurement and tears it down:
 
 A deployment that fails (not ready, crash, OOM, never scheduled) is a
 ``Measurement.failed(...)``: infeasible, never a score. Subclasses name their deployer.
+
+A measurement that is not stable (:mod:`stress._stability`; for a capacity search, its
+verdict) is measured again on a fresh deployment, at most ``unstable_retries`` times; what stays
+unstable is returned flagged (``stable`` false, ``unstable_reasons``), never silently: the
+search widens its uncertainty (:mod:`autoconf._noise`) and the report shows it.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import stress
@@ -28,13 +35,17 @@ from ._base import Backend
 if TYPE_CHECKING:
     from kops import ModelProfile
 
+log = logging.getLogger(__name__)
+
 
 class LiveBackend(Backend):
     """A backend that measures real deployments made by the stress deployer ``deployer_name``.
 
     Options: ``study`` (label on everything deployed), ``warmup_s`` (unmeasured warm-up per
     step), ``max_steps`` and ``capacity_step_s`` (the capacity search), ``start_rps`` (first
-    rate of a capacity search, e.g. from the prior); every other option goes to the deployer.
+    rate of a capacity search, e.g. from the prior), ``unstable_retries`` (fresh deployments
+    tried again while a measurement is unstable, default 1); every other option goes to the
+    deployer.
     """
 
     deployer_name: ClassVar[str]
@@ -48,6 +59,7 @@ class LiveBackend(Backend):
         max_steps: int = 5,
         capacity_step_s: float | None = None,
         start_rps: float | None = None,
+        unstable_retries: int = 1,
         **deployer_options: Any,
     ) -> None:
         super().__init__(space, **deployer_options)
@@ -56,6 +68,7 @@ class LiveBackend(Backend):
         self.max_steps = int(max_steps)
         self.capacity_step_s = capacity_step_s
         self.start_rps = start_rps
+        self.unstable_retries = max(0, int(unstable_retries))
         try:
             self.deployer = stress.get_deployer(self.deployer_name, **deployer_options)
         except TypeError as exc:
@@ -71,7 +84,32 @@ class LiveBackend(Backend):
             labels={"study": self.study, "trial": str(trial)},
         )
 
+    def feasible_space(self) -> tuple[SearchSpace, list[str]]:
+        """The space without the configs the deployer refuses to host (see
+        :func:`autoconf._feasible.trim_space`)."""
+        from .._feasible import trim_space
+
+        def refusal(config: Config) -> str | None:
+            spec = deployment_spec(config, Path("model.onnx"))
+            return self.deployer.refusal(spec)
+
+        return trim_space(self.space, refusal, self.name)
+
     def evaluate(self, profile: ModelProfile, config: Config, load: Load) -> Measurement:
+        """One measurement; an unstable one is repeated on a fresh deployment (bounded)."""
+        m = self._evaluate_once(profile, config, load)
+        attempts = 1
+        while m.ok and m.stable is False and attempts <= self.unstable_retries:
+            log.info("%s: not stable (%s): measuring it again", config.key(), m.unstable_reasons)
+            again = self._evaluate_once(profile, config, load)
+            attempts += 1
+            if not again.ok:
+                break
+            m = again
+        m.attempts = attempts
+        return m
+
+    def _evaluate_once(self, profile: ModelProfile, config: Config, load: Load) -> Measurement:
         cost = self.space.cost_per_hour(config)  # UserError for a GPU type outside the catalog
         if load.target_rps is None and load.slo_p99_ms is None:
             raise UserError("a live measurement needs a target rate or a p99 SLO")
@@ -93,15 +131,30 @@ class LiveBackend(Backend):
                 )
         except stress.DeployError as exc:
             return Measurement.failed(str(exc), cost, wall_s=time.monotonic() - started)
-        # No step met the SLO: report the gentlest step, whose p99 shows how far off it was.
-        shown = cap.at_capacity or min(cap.steps, key=lambda s: s.target_rps)
-        m = _measurement(shown, cost, time.monotonic() - started)
-        m.capacity_rps = cap.capacity_rps
-        m.extra["capacity_steps"] = [
-            {"rate_rps": s.target_rps, "p99_ms": _finite(s.p99_ms), "passed": s.extra.get("passed")}
-            for s in cap.steps
-        ]
-        return m
+        return _capacity_measurement(cap, cost, time.monotonic() - started)
+
+
+def _capacity_measurement(cap: stress.CapacityResult, cost: float, wall_s: float) -> Measurement:
+    """A capacity search as a measurement: the step at capacity's figures (else the gentlest
+    step, whose p99 shows how far off it was), the search's verdict, and every step."""
+    final = [s for s in cap.steps if not s.extra.get("superseded")] or cap.steps
+    shown = cap.at_capacity or min(final, key=lambda s: s.target_rps)
+    m = _measurement(shown, cost, wall_s)
+    m.capacity_rps = cap.capacity_rps
+    m.stable = bool(cap.stable)
+    m.unstable_reasons = list(cap.unstable_reasons)
+    m.extra["remeasured_steps"] = cap.remeasured
+    m.extra["capacity_steps"] = [
+        {
+            "rate_rps": s.target_rps,
+            "p99_ms": _finite(s.p99_ms),
+            "passed": s.extra.get("passed"),
+            "stable": s.stable,
+            "superseded": bool(s.extra.get("superseded")),
+        }
+        for s in cap.steps
+    ]
+    return m
 
 
 def _finite(x: float) -> float | None:
@@ -119,6 +172,14 @@ def _measurement(r: stress.LoadResult, cost: float, wall_s: float) -> Measuremen
         p99_ms=_finite(r.p99_ms),
         error_rate=r.error_rate,
         wall_s=wall_s,
+        stable=bool(r.stable),
+        throughput_spread=_finite(r.throughput_spread),
+        latency_spread=_finite(r.latency_spread),
+        late_send_share=_finite(r.late_send_share),
+        generator_cpu_headroom=(
+            None if r.generator_cpu_headroom is None else _finite(r.generator_cpu_headroom)
+        ),
+        unstable_reasons=list(r.unstable_reasons),
         extra={
             "target_rps": r.target_rps,
             "generator_saturated": r.generator_saturated,
