@@ -60,6 +60,7 @@ Assumptions
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -162,7 +163,14 @@ class SimModel:
         )
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """A stable hash of every field (cache key and noise seed)."""
+        return _key_of(self)
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_of(model: SimModel) -> str:
+    # once per model: the per-config noise seeds ask for it thousands of times
+    return hashlib.sha256(json.dumps(asdict(model), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _default_cpu_ms(flops: float) -> float:

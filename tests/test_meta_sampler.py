@@ -299,17 +299,15 @@ def test_told_trials_from_outside_are_used(direction):
     assert Config.from_dict(last.params) == sp.configs()[-1]
 
 
-#: The two targets (30-40x bigger than their family's training copies) and a history of six
-#: models of other families, mostly small and CPU-bound: 8 of the sim zoo's 26 tables (each takes
-#: ~10 s to simulate on a busy 2-core machine, whatever the space's size).
+#: The two targets (30-40x bigger than their family's training copies) and a history of three
+#: models of other families, small and CPU-bound: 5 of the sim zoo's 26 tables (each takes 10-25 s
+#: to simulate on a 2-core machine, idle to busy). Measured on this subset: features 0.88 / 0.95,
+#: the mean 0.13 / 0.23, a size-blind feature prior 0.21 / 0.24.
 ZOO_SUBSET = (
     "bert_like@l~x30",
     "gpt2_like@l~x40",
     "resnet_like@s",
-    "resnet_like@l",
     "vit_like@l",
-    "lstm@l",
-    "tiny_mlp@s",
     "tiny_cnn@s",
 )
 
@@ -347,16 +345,18 @@ def features_predict(from_features, from_mean):
     return from_features > 0.8 and from_features > from_mean + 0.3
 
 
+@pytest.mark.timeout(900)  # the first one builds the shared tables: minutes on a busy machine
 @pytest.mark.parametrize("name", ["bert_like@l~x30", "gpt2_like@l~x40"])
 def test_features_predict_a_target_bigger_than_the_history(name, zoo_tables):
     """Held-out sim models 30-40x bigger than their family's training copies: the regression on
     kops features x GPU specs orders their capacities over the space's units; the mean over
-    the other families' models, mostly small and CPU-bound, does not (measured on this subset:
-    correlation 0.87-0.95 against 0.10-0.14; on the whole zoo 0.88-0.91 against 0.07-0.13)."""
+    the other families' models, small and CPU-bound, does not (measured on this subset:
+    correlation 0.88-0.95 against 0.13-0.23; on the whole zoo 0.88-0.91 against 0.07-0.13)."""
     from_features, from_mean = feature_correlations(zoo_tables, name)
     assert features_predict(from_features, from_mean), (from_features, from_mean)
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("name", ["bert_like@l~x30", "gpt2_like@l~x40"])
 def test_a_size_blind_feature_prior_fails_that_check(name, zoo_tables):
     """The check above can fail: handed the history's median features instead of the target's,
