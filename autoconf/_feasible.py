@@ -78,7 +78,8 @@ def _best_drop(
         for d, vals in values.items()
         if any(Config(**{**c.to_dict(), d: x}) not in refused for x in vals if x != getattr(c, d))
     }
-    best, best_key = (None, None), None
+    best: tuple[str | None, object] = (None, None)
+    best_key: tuple[int, int, int] | None = None
     for d, vals in values.items():
         if len(vals) < 2:
             continue

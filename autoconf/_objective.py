@@ -9,6 +9,7 @@ never a zero that could win a minimisation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ._types import Measurement
 
@@ -26,7 +27,7 @@ class Objective:
     target_rps: float | None = None
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Literal["minimize", "maximize"]:
         """``"minimize"`` (cost at a target load) or ``"maximize"`` (rps per dollar)."""
         return "minimize" if self.target_rps is not None else "maximize"
 

@@ -27,8 +27,6 @@ class PlanModel(BaseModel):
     name: str
     path: str
     sha256: str
-    #: configs left out because the backend could not host them (see ``autoconf._feasible``)
-    notes: list[str] = Field(default_factory=list)
 
 
 class PlanSlo(BaseModel):
@@ -93,6 +91,8 @@ class PlanSearchSpace(BaseModel):
     name: str
     path: str
     sha256: str
+    #: configs left out because the backend could not host them (see ``autoconf._feasible``)
+    notes: list[str] = Field(default_factory=list)
 
 
 class PlanProvenance(BaseModel):

@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 import time
+from types import TracebackType
 from typing import Any
 
 from rich.console import Console, Group
@@ -62,10 +63,15 @@ class SearchProgress:
             self._live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._live is not None:
             self._live.update(self._render())
-            self._live.__exit__(*exc)
+            self._live.__exit__(exc_type, exc, tb)
             self._live = None
 
     def set_status(self, status: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from ._objective import Objective
@@ -36,7 +36,7 @@ VALIDATIONS = "validations"
 Trial = FrozenTrial | optuna.trial.Trial
 
 
-def distributions(space: SearchSpace) -> dict[str, CategoricalDistribution]:
+def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
     """One categorical distribution per dimension, in the space's order."""
     return {d: CategoricalDistribution(space.values(d)) for d in space.dimension_names}
 

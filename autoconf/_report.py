@@ -239,7 +239,8 @@ def _latency_plot(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) 
         )
     ax.set_xlabel("throughput (requests/s)")
     ax.set_ylabel("p99 latency (ms)")
-    if ok and max(r.measurement.p99_ms for r in ok) > 20 * min(r.measurement.p99_ms for r in ok):
+    p99s = [p for r in ok if (p := r.measurement.p99_ms) is not None]
+    if p99s and max(p99s) > 20 * min(p99s):
         ax.set_yscale("log")
     ax.set_title("Latency against throughput")
     ax.grid(alpha=0.3)

@@ -72,7 +72,9 @@ class SearchLog:
     def best(self, objective: Objective) -> Evaluation | None:
         best = None
         for e in self.evaluations:
-            if e.value is not None and (best is None or objective.better(e.value, best.value)):
+            if e.value is None:
+                continue
+            if best is None or best.value is None or objective.better(e.value, best.value):
                 best = e
         return best
 

@@ -82,12 +82,12 @@ _CREATE = {
 }
 
 
-def _errors() -> tuple[type[BaseException], ...]:
+def _errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
     import urllib3
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
 
-    return (ApiException, ConfigException, urllib3.exceptions.HTTPError, OSError)
+    return (*extra, ApiException, ConfigException, urllib3.exceptions.HTTPError, OSError)
 
 
 def _why(exc: BaseException) -> str:
@@ -358,7 +358,7 @@ class KubernetesDeployment(Deployment):
     def _delete(self, selector: str) -> None:
         try:
             self.deleted.extend(self._cluster.delete_labelled(selector))
-        except (DeployError, *_errors()) as exc:
+        except _errors(DeployError) as exc:
             # best effort here: teardown tries again and cleanup() finds the rest
             logger.warning("could not delete %s yet: %s", selector, _why(exc))
 
@@ -368,7 +368,7 @@ class KubernetesDeployment(Deployment):
         try:
             self.deleted.extend(self._cluster.delete_labelled(self.selector))
             self._torn_down = True
-        except (DeployError, *_errors()) as exc:
+        except _errors(DeployError) as exc:
             raise DeployError(
                 f"teardown of {self.name} incomplete ({_why(exc)}); "
                 f"delete what is labelled {self.selector} (the deployer's cleanup() does)"

@@ -76,6 +76,7 @@ def make_bodies(signature: list, dims: dict, seed: int, n: int = N_BODIES) -> li
         for spec, shape in zip(signature, shapes):
             count = math.prod(shape)
             dtype = spec["dtype"]
+            data: list[float]  # ints and bools are floats to the type checker, as to JSON
             if dtype.startswith(("int", "uint")):
                 lo, hi = spec.get("value_range") or (0, 1)
                 data = [rng.randint(int(lo), int(hi)) for _ in range(count)]
@@ -236,8 +237,13 @@ def run_open_loop(user: FastHttpUser, cfg: dict) -> dict:
         lag = (time.perf_counter() - t_sched) * 1000.0
         lag_ms.append(lag)
         st.lag_by_rid[rid] = lag
+        # locust annotates data as str|dict; its docs and geventhttpclient take bytes
         user.client.post(
-            url, data=body, headers=headers, name="infer", context={"t_sched": t_sched, "rid": rid}
+            url,
+            data=body,  # type: ignore[arg-type]
+            headers=headers,
+            name="infer",
+            context={"t_sched": t_sched, "rid": rid},
         )
 
     gevent.sleep(max(0.0, base - time.perf_counter()))

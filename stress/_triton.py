@@ -159,10 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ._server import _bind_to_parent, make_session
+    from ._lifetime import bind_to_parent
+    from ._server import make_session
 
     if args.parent_pid:
-        _bind_to_parent(args.parent_pid)
+        bind_to_parent(args.parent_pid)
     reason = unavailable_reason()
     if reason:
         print(f"stress._triton: {reason}", file=sys.stderr)

@@ -48,7 +48,7 @@ class ResidualKernel:
             # units grouped by their values in every other dimension: unit_at[g, a] is the
             # unit of group g with value a in dimension j (-1: not in the space)
             rest = [k for k in range(len(sizes)) if k != j]
-            group = np.ravel_multi_index(codes[:, rest].T, [sizes[k] for k in rest])
+            group = np.ravel_multi_index(tuple(codes[:, rest].T), [sizes[k] for k in rest])
             groups, group = np.unique(group, return_inverse=True)
             unit_at = np.full((len(groups), n), -1)
             unit_at[group, codes[:, j]] = np.arange(len(codes))

@@ -152,7 +152,9 @@ class Posterior:
     def feasibility(self, state: PosteriorState) -> np.ndarray:
         """P(config serves the target load within the SLO), from the capacity posterior."""
         model = self.model
-        need = np.log(self.objective.target_rps * THROUGHPUT_TOLERANCE / model.replicas)
+        target_rps = self.objective.target_rps
+        assert target_rps is not None  # callers ask only a capacity objective (model.capacity)
+        need = np.log(target_rps * THROUGHPUT_TOLERANCE / model.replicas)
         m = state.mean[model.unit_of]
         s = state.sd[model.unit_of]
         p = 1.0 - ndtr((need - m) / s)

@@ -12,7 +12,7 @@ from .._objective import Objective
 from .._space import SearchSpace
 from .._types import Config, Measurement
 from ._kernel import ResidualKernel
-from ._tail import binned_variance
+from ._tail import Tail, binned_variance
 
 #: Capacities below this (requests/s per replica) are modelled as this: a config that cannot meet
 #: the SLO at any load says nothing about how far it is from meeting it.
@@ -48,6 +48,8 @@ class Surrogate:
         self.capacity = objective.target_rps is not None
         #: correlation of the per-unit residual between units (None: independent)
         self.kernel: ResidualKernel | None = None
+        #: the residuals' empirical tail (None: Gaussian; no prior, or under 3 training models)
+        self.tail: Tail | None = None
         #: the prior's score of every unit on each training model (K x U; None without a
         #: prior): what the stopping rule calibrates on
         self.prior_matrix: np.ndarray | None = None
@@ -148,8 +150,6 @@ class Surrogate:
             if pred is not None:
                 self.from_features = pred - pred.mean()
         self.noise = noise  # None: estimated from the target's observations
-        if noise is None or not hasattr(self, "tail"):
-            self.tail = None
 
     def failure_implied(self, config: Config, m: Measurement) -> list[int]:
         """Units a failed measurement rules out: its own, and for an out-of-memory error every
@@ -179,6 +179,7 @@ class Surrogate:
         K = self.D.shape[1]
         has_prior = K > 0
         if has_prior:
+            assert self.noise is not None  # a prior (K > 0) always brings its residual noise
             base = self.mu
             centred = self.mu - self.mu.mean()
             cols = [np.ones((U, 1)), centred[:, None], self.D, self.H]
@@ -255,6 +256,7 @@ class Surrogate:
         """:meth:`fit` with the per-unit residual a Gaussian process over units (the learned
         :class:`ResidualKernel`): a measurement also moves the units that share most of its
         knobs. Function-space form, so the cost is linear in the number of units."""
+        assert self.kernel is not None  # fit() comes here only with a kernel
         U = len(base)
         r = y - base[units]
         sd = np.sqrt(noise)

@@ -126,7 +126,7 @@ def build_plan(
     return Plan(
         autoconf_plan=PLAN_FORMAT,
         model=PlanModel(name=so.model_path.stem, path=_rel(so.model_path, out), sha256=so.sha),
-        slo=PlanSlo(p99_ms=so.objective.slo_p99_ms),
+        slo=PlanSlo(p99_ms=opts.slo_p99_ms),
         load=PlanLoad(target_rps=round(chosen.target_rps, 3), duration_s=opts.validate_s()),
         config=config.to_dict(),
         cost_per_hour=round(space.cost_per_hour(config), 6),

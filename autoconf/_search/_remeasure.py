@@ -165,4 +165,9 @@ def ranked(
     """Feasible configs not rejected, best first (ties: lower p99)."""
     feasible = [r for r in records if r.value is not None and r.config.key() not in rejected]
     sign = 1.0 if objective.direction == "minimize" else -1.0
-    return sorted(feasible, key=lambda r: (sign * r.value, r.measurement.p99_ms or 0.0))
+
+    def key(r: TrialRecord) -> tuple[float, float]:
+        assert r.value is not None  # feasible records only
+        return (sign * r.value, r.measurement.p99_ms or 0.0)
+
+    return sorted(feasible, key=key)

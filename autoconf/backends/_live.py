@@ -120,6 +120,7 @@ class LiveBackend(Backend):
                 if load.target_rps is not None:
                     r = dep.open_loop(load.target_rps, load.duration_s, self.warmup_s)
                     return _measurement(r, cost, time.monotonic() - started)
+                assert load.slo_p99_ms is not None  # checked above: no target load, an SLO
                 step_s = self.capacity_step_s or max(2.0, load.duration_s / 2.0)
                 cap = stress.capacity_search(
                     dep,

@@ -73,6 +73,7 @@ def sim_tables(
                 if given or any(objective.feasible(m) for m in results.values()):
                     break
                 # the prediction was off (noise at the boundary): halve the load and re-simulate
+                assert objective.target_rps is not None  # choose_objective always sets one
                 objective = Objective(
                     objective.slo_p99_ms, float(f"{objective.target_rps / 2:.3g}")
                 )

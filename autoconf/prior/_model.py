@@ -161,12 +161,12 @@ class Prior:
         cols = [index.get(c.key()) for c in configs]
         known = [j for j, i in enumerate(cols) if i is not None]
         if known:
-            out[:, known] = self.scores[:, [cols[j] for j in known]]
+            out[:, known] = self.scores[:, [i for i in cols if i is not None]]
         unknown = [j for j, i in enumerate(cols) if i is None]
         if unknown:
             out[:, unknown] = self.predict_mean(space, [configs[j] for j in unknown])[None, :]
-        col_mean = np.nanmean(np.where(np.isnan(out).all(0), 0.0, out), axis=0) if K else None
         if K:
+            col_mean = np.nanmean(np.where(np.isnan(out).all(0), 0.0, out), axis=0)
             rows, idx = np.where(np.isnan(out))
             out[rows, idx] = col_mean[idx]
         return out
@@ -229,7 +229,9 @@ def train_prior(tables: list[ModelTable], space: SearchSpace | None = None) -> P
     feats = [t.features for t in group]
     model_features = (
         np.stack([np.asarray(f, dtype=float) for f in feats])
-        if feats and all(f is not None for f in feats) and len({len(f) for f in feats}) == 1
+        if feats
+        and all(f is not None for f in feats)
+        and len({len(f) for f in feats if f is not None}) == 1
         else None
     )
     # ridge: config features -> mean score over models (configs some model measured)

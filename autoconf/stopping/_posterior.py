@@ -138,11 +138,13 @@ class PosteriorStoppingRule(StoppingRule):
         prediction vs incumbent, relative) is nearest to this study's."""
         sign = objective_sign(self.posterior.objective)
         best = state.best
+        assert best is not None  # callers come here with an incumbent
         gap = (float(np.max(sign * state.mean[units])) - sign * best) / max(abs(best), 1e-12)
         return self._nearest_states(gap)
 
     def _nearest_states(self, x: float) -> np.ndarray:
         """Indices of the (finite) calibration states nearest to ``x``."""
+        assert self.states is not None  # callers come here with calibration states
         xs = self.states[0]
         idx = np.flatnonzero(np.isfinite(xs))
         if not len(idx):
