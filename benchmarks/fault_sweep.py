@@ -257,12 +257,13 @@ def secrets(sw: Sweep) -> None:
 _BAD_SPACES = {
     "space_mixed_types": 'batch_size: [1, "x", null, 2.5]',
     "space_zero_batch": "batch_size: [0, -1]",
+    "space_huge_range": "batch_size: {min: 1, max: 1000000000}",
 }
 
 
 def bad_inputs(sw: Sweep) -> None:
-    """The bad invocations of issue 15 items 6-8 (those that cannot eat the machine's memory:
-    ``--rate 1e9``, ``--duration 1e12s`` and a 1e9-value space are left out)."""
+    """The bad invocations of issue 15 items 6-8, the unbounded ones (``--rate 1e9``,
+    ``--duration 1e12s``, a 1e9-value space) included: every number is bounded where it enters."""
     m = str(sw.model)
     cfg = "batch_size=1,replicas=1,cpu_cores=1"
     stress = CLI + ["stress", m, "--rate", "5", "--duration", "1s"]
@@ -275,6 +276,10 @@ def bad_inputs(sw: Sweep) -> None:
         "stress_option_abc": stress + ["--config", cfg, "--option", "ready_timeout_s=abc"],
         "stress_cores_inf": stress + ["--config", "batch_size=1,replicas=1,cpu_cores=inf"],
         "stress_rate_inf": CLI + ["stress", m, "--config", cfg, "--rate", "inf"],
+        "stress_rate_1e9": CLI + ["stress", m, "--config", cfg, "--rate", "1e9", "--duration",
+                                  "1s"],
+        "stress_duration_1e12s": CLI + ["stress", m, "--config", cfg, "--rate", "5",
+                                        "--duration", "1e12s"],
         "search_backend_option_abc": search + ["--backend", "local", "--out",
                                                str(sw.work / "o1"), "--backend-option",
                                                "ready_timeout_s=abc"],
