@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._objective import Objective
-from ._report import _short as short_config
+from ._report import short as short_config
 from ._study import Evaluation
 
 logger = logging.getLogger(__name__)
