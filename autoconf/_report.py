@@ -141,12 +141,20 @@ class ReportContext:
     model: dict[str, Any] = field(default_factory=dict)
 
 
+def _si(v: float) -> str:
+    """``203.5 k``, ``4.1 G``: a count for people."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= factor:
+            return f"{v / factor:,.1f} {prefix}"
+    return f"{v:,.0f}"
+
+
 def model_summary(profile: Any) -> dict[str, Any]:
     """What the report shows of a kops profile: FLOPs, parameters, key operators; empty (never
     an error) for a profile without them (the table backends' stand-ins)."""
     out: dict[str, Any] = {}
     try:
-        out["GFLOPs per inference"] = f"{float(profile.total_flops) / 1e9:,.3f}"
+        out["FLOPs per inference"] = _si(float(profile.total_flops))
         out["parameters"] = f"{int(profile.total_params):,}"
         out["weights"] = f"{int(profile.param_bytes) / 2**20:,.1f} MiB"
         out["activations"] = f"{int(profile.activation_bytes) / 2**20:,.1f} MiB"
@@ -204,7 +212,7 @@ h1{font-size:22px;margin-bottom:4px}h2{font-size:16px;margin-top:28px}
 .note{color:#59636e;border:1px dashed #d1d9e0;border-radius:8px;padding:24px 16px}
 .two{display:flex;flex-wrap:wrap;gap:12px;margin-top:20px}.two .card{flex:1 1 420px;margin:0}
 details summary{cursor:pointer;color:#0969da}details table{margin:4px 0;width:auto}
-details div{white-space:normal;max-width:420px;text-align:left}
+details div{white-space:normal;max-width:420px;text-align:left}td.wrap{white-space:normal;min-width:280px}
 table{border-collapse:collapse;font-size:12px;width:100%}
 th,td{border-bottom:1px solid #e6e9ec;padding:3px 6px;text-align:right;white-space:nowrap}
 th{background:#f6f8fa;position:sticky;top:0}td.l,th.l{text-align:left}
@@ -391,7 +399,7 @@ def _validations_table(ctx: ReportContext) -> list[str]:
                 f"<td>{_num(v.get('target_rps'))}</td><td>{_num(v.get('p99_ms'))}</td>"
                 f"<td>{_num(v.get('throughput_rps'))}</td>"
                 f"<td class='l'>{'holds' if v['holds'] else 'does not hold'}</td>"
-                f"<td class='l'>{e(_validation_stability(v))}</td></tr>"
+                f"<td class='l wrap'>{e(_validation_stability(v))}</td></tr>"
             )
         parts.append("</table>")
     return parts
@@ -432,7 +440,7 @@ def _trials_table(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
             f"<td>{_num(m.cost_per_hour, '', 4)}</td><td>{_num(m.p50_ms)}</td>"
             f"<td>{_num(m.p95_ms)}</td><td>{_num(m.p99_ms)}</td><td>{_num(m.throughput_rps)}</td>"
             f"<td>{_num(m.capacity_rps)}</td><td>{_num(100 * m.error_rate, ' %', 1)}</td>"
-            f"<td class='l'>{e(verdict)}</td><td class='l'>{e(stability(m))}</td>"
+            f"<td class='l'>{e(verdict)}</td><td class='l'>{e(stability(m).split(':')[0])}</td>"
             f"<td>{m.wall_s:.1f}</td><td class='l'>{_steps_details(m)}</td></tr>"
         )
     parts.append("</table>")

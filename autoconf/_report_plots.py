@@ -162,6 +162,12 @@ def _pareto(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> Any
     ]
     if len(pts) < 2:
         return "Fewer than two configs measured successfully: no trade-off to show."
+    costs = [c for c, _, _ in pts]
+    if max(costs) - min(costs) <= 1e-9 * max(costs):
+        return (
+            f"Every config measured costs the same (${costs[0]:,.4f}/h): there is no trade-off "
+            "with cost; the objective per config below ranks them."
+        )
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for feasible, color, marker, label in (
         (True, GREEN, "o", "feasible"),
