@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import html
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,136 +137,49 @@ class ReportContext:
     command: str = ""
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: the model's kops summary (:func:`model_summary`); empty when there is no profile
+    model: dict[str, Any] = field(default_factory=dict)
 
 
-def _svg(fig: Any) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    svg = buf.getvalue()
-    return svg[svg.index("<svg") :]
+def _si(v: float) -> str:
+    """``203.5 k``, ``4.1 G``: a count for people."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= factor:
+            return f"{v / factor:,.1f} {prefix}"
+    return f"{v:,.0f}"
 
 
-def _plots(records: Sequence[TrialRecord], ctx: ReportContext) -> list[tuple[str, str]]:
-    """The page's plots as (title, inline SVG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"font.size": 9, "svg.fonttype": "none"})
-    out: list[tuple[str, str]] = []
-    for title, plot in (
-        ("Search trajectory", _trajectory_plot),
-        ("Latency against throughput", _latency_plot),
-        ("Cost per config", _cost_plot),
-    ):
-        fig = plot(plt, records, ctx)
-        out.append((title, _svg(fig)))
-        plt.close(fig)
+def model_summary(profile: Any) -> dict[str, Any]:
+    """What the report shows of a kops profile: FLOPs, parameters, key operators; empty (never
+    an error) for a profile without them (the table backends' stand-ins)."""
+    out: dict[str, Any] = {}
+    try:
+        out["FLOPs per inference"] = _si(float(profile.total_flops))
+        out["parameters"] = f"{int(profile.total_params):,}"
+        out["weights"] = f"{int(profile.param_bytes) / 2**20:,.1f} MiB"
+        out["activations"] = f"{int(profile.activation_bytes) / 2**20:,.1f} MiB"
+        out["graph nodes"] = f"{int(profile.node_count):,}"
+        out["key operators"] = ", ".join(str(o) for o in profile.key_operators) or "–"
+        out["at dims"] = ", ".join(f"{k}={v}" for k, v in dict(profile.dims).items()) or "–"
+    except (AttributeError, TypeError, ValueError):
+        pass
     return out
 
 
-def _trajectory_plot(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> Any:
-    """Best feasible objective against the number of configs measured, every trial's own."""
-    obj = ctx.objective
-    fig, ax = plt.subplots(figsize=(5.2, 3.2))
-    xs, best, bx, by = [], None, [], []
-    for i, r in enumerate(records, start=1):
-        xs.append(i)
-        if r.value is not None and (best is None or obj.better(r.value, best)):
-            best = r.value
-        if best is not None:
-            bx.append(i)
-            by.append(best)
-
-    def shown(r: TrialRecord) -> float:
-        """Every trial's own objective figure: its cost (or rps per $/h), feasible or not."""
-        if obj.direction == "minimize":
-            return r.measurement.cost_per_hour
-        return r.measurement.rps_per_cost or 0.0
-
-    for feasible, color, marker, label in (
-        (True, "#2da44e", "o", "feasible trial"),
-        (False, "#d64545", "x", "infeasible trial"),
-    ):
-        pts = [(i, shown(r)) for i, r in enumerate(records, start=1) if r.feasible == feasible]
-        if pts:
-            ax.scatter(*zip(*pts), s=16, color=color, marker=marker, label=label, zorder=2)
-    if bx:
-        ax.step(bx, by, where="post", color="#1f6feb", lw=2, label="best so far", zorder=3)
-    ax.set_xlabel("configs measured")
-    ax.set_ylabel("cost per hour ($)" if obj.direction == "minimize" else "rps per $/h")
-    ax.set_title("Search trajectory")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig
+#: The config notation of every table and plot, one (prefix, meaning) per dimension.
+LEGEND = (
+    ("bs8", "batch size: the server batches up to 8 requests into one inference"),
+    ("T4, L4, cpu", "accelerator type per replica (cpu: no GPU)"),
+    ("x2", "replicas: 2 copies of the server behind one service"),
+    ("4c", "CPU cores per replica"),
+    ("i2", "model instances per replica (per GPU): concurrent executions"),
+    ("q5ms", "maximum queue delay: how long a request may wait for its batch to fill"),
+    ("m8GB, s50%", "GPU memory and share of a fractional GPU (Falcon spaces only)"),
+)
 
 
-def _latency_plot(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> Any:
-    """p99 latency against throughput, with the SLO and the target load."""
-    obj = ctx.objective
-    fig, ax = plt.subplots(figsize=(5.2, 3.2))
-    ok = [r for r in records if r.measurement.ok and r.measurement.p99_ms is not None]
-    for feasible, color, label in ((True, "#2da44e", "feasible"), (False, "#d64545", "infeasible")):
-        pts = [r for r in ok if r.feasible == feasible]
-        ax.scatter(
-            [r.measurement.throughput_rps or 0 for r in pts],
-            [r.measurement.p99_ms for r in pts],
-            s=18,
-            color=color,
-            label=label,
-            zorder=3,
-        )
-    if ctx.chosen_validation is not None and ctx.chosen_validation.p99_ms is not None:
-        v = ctx.chosen_validation
-        ax.scatter(
-            [v.throughput_rps or 0],
-            [v.p99_ms],
-            marker="*",
-            s=140,
-            color="#1f6feb",
-            label="chosen (re-measured)",
-            zorder=4,
-        )
-    if obj.slo_p99_ms is not None:
-        ax.axhline(
-            obj.slo_p99_ms, color="#d64545", ls="--", lw=1, label=f"SLO p99 {obj.slo_p99_ms:g} ms"
-        )
-    if obj.target_rps is not None:
-        ax.axvline(
-            obj.target_rps, color="#8250df", ls=":", lw=1, label=f"target {obj.target_rps:g} rps"
-        )
-    ax.set_xlabel("throughput (requests/s)")
-    ax.set_ylabel("p99 latency (ms)")
-    p99s = [p for r in ok if (p := r.measurement.p99_ms) is not None]
-    if p99s and max(p99s) > 20 * min(p99s):
-        ax.set_yscale("log")
-    ax.set_title("Latency against throughput")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def _cost_plot(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> Any:
-    """Cost per config, cheapest first (the chosen one in blue)."""
-    ranked = sorted(records, key=lambda r: r.measurement.cost_per_hour)[:30]
-    fig, ax = plt.subplots(figsize=(5.2, max(2.4, 0.22 * len(ranked) + 0.8)))
-    colors = []
-    for r in ranked:
-        if ctx.chosen is not None and r.config == ctx.chosen:
-            colors.append("#1f6feb")
-        else:
-            colors.append("#2da44e" if r.feasible else "#d64545")
-    ax.barh(range(len(ranked)), [r.measurement.cost_per_hour for r in ranked], color=colors)
-    ax.set_yticks(range(len(ranked)), [_short(r.config) for r in ranked], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("cost per hour ($)  — blue: chosen, green: feasible, red: infeasible")
-    ax.set_title("Cost per config")
-    ax.grid(alpha=0.3, axis="x")
-    return fig
-
-
-def _short(c: Config) -> str:
+def short(c: Config) -> str:
+    """A config in the report's notation (see :data:`LEGEND`), e.g. ``bs8 T4 x2 4c i2 q5ms``."""
     d = c.to_dict()
     parts = [
         f"bs{d['batch_size']}",
@@ -279,6 +191,10 @@ def _short(c: Config) -> str:
         parts.append(f"i{d['instances_per_gpu']}")
     if "max_queue_delay_ms" in d:
         parts.append(f"q{d['max_queue_delay_ms']:g}ms")
+    if "gpu_mem_gb" in d:
+        parts.append(f"m{d['gpu_mem_gb']:g}GB")
+    if "gpu_share_pct" in d:
+        parts.append(f"s{d['gpu_share_pct']}%")
     return " ".join(parts)
 
 
@@ -291,8 +207,12 @@ h1{font-size:22px;margin-bottom:4px}h2{font-size:16px;margin-top:28px}
 .ok{border-left:6px solid #2da44e}.bad{border-left:6px solid #d64545}.warn{border-left:6px solid #bf8700}
 .kv{display:grid;grid-template-columns:max-content auto;gap:2px 16px}
 .kv b{color:#59636e;font-weight:500}
-.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0;flex:1 1 340px}
-.plots svg{width:100%;height:auto}
+.plots{display:flex;flex-wrap:wrap;gap:16px}.plots figure{margin:0;flex:1 1 520px;min-width:0}
+.plots svg{width:100%;height:auto}figcaption{font-weight:600;margin:4px 0}
+.note{color:#59636e;border:1px dashed #d1d9e0;border-radius:8px;padding:24px 16px}
+.two{display:flex;flex-wrap:wrap;gap:12px;margin-top:20px}.two .card{flex:1 1 420px;margin:0}
+details summary{cursor:pointer;color:#0969da}details table{margin:4px 0;width:auto}
+details div{white-space:normal;max-width:420px;text-align:left}td.wrap{white-space:normal;min-width:280px}
 table{border-collapse:collapse;font-size:12px;width:100%}
 th,td{border-bottom:1px solid #e6e9ec;padding:3px 6px;text-align:right;white-space:nowrap}
 th{background:#f6f8fa;position:sticky;top:0}td.l,th.l{text-align:left}
@@ -302,11 +222,19 @@ code{background:#f6f8fa;padding:1px 4px;border-radius:4px}
 
 
 def render_report(records: Sequence[TrialRecord], ctx: ReportContext) -> str:
-    """The whole page: header, plan (or why none), re-measurements, notes, plots, trials."""
+    """The whole page: header, plan (or why none), runners-up, re-measurements, notes, the
+    model, plots, the legend and every trial."""
+    from ._report_plots import plots
+
     e = html.escape
     obj = ctx.objective
     load = f"{obj.target_rps:g} requests/s" if obj.target_rps is not None else "its capacity"
     slo = f"p99 ≤ {obj.slo_p99_ms:g} ms" if obj.slo_p99_ms is not None else "no latency SLO"
+    goal = (
+        "the cheapest config per hour that serves the target load within the SLO"
+        if obj.direction == "minimize"
+        else "the most requests/s per dollar (capacity within the SLO / cost per hour)"
+    )
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{e(ctx.title)}</title><style>{_CSS}</style></head><body>",
@@ -314,22 +242,94 @@ def render_report(records: Sequence[TrialRecord], ctx: ReportContext) -> str:
         f"<p class='sub'>model <b>{e(ctx.model_name)}</b> · {e(slo)} at {e(load)} · space "
         f"<code>{e(ctx.space_name)}</code> · backend <code>{e(ctx.backend)}</code> · sampler "
         f"<code>{e(ctx.sampler)}</code> · {len(records)} configs measured in "
-        f"{ctx.elapsed_s:,.0f} s</p>",
+        f"{ctx.elapsed_s:,.0f} s</p><p class='sub'>objective: {e(goal)}</p>",
     ]
     parts += _outcome_card(records, ctx)
+    parts += _runners_up(records, ctx)
     parts += _validations_table(ctx)
     for note in ctx.notes:
         parts.append(f"<div class='card warn'>{e(note)}</div>")
+    parts += _legend_and_model(ctx)
     if records:
         parts.append("<h2>Plots</h2><div class='plots'>")
-        for title, svg in _plots(records, ctx):
-            parts.append(f"<figure aria-label='{e(title)}'>{svg}</figure>")
+        for title, kind, body in plots(records, ctx):
+            inner = body if kind == "svg" else f"<p class='note'>{e(body)}</p>"
+            parts.append(f"<figure aria-label='{e(title)}'><figcaption>{e(title)}</figcaption>"
+                         f"{inner}</figure>")  # fmt: skip
         parts.append("</div>")
     parts += _trials_table(records, ctx)
     if ctx.command:
         parts.append(f"<p class='sub'>made by <code>{e(redact(ctx.command))}</code></p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _objective_text(obj: Objective, m: Measurement) -> str:
+    """A measurement's objective figure in words."""
+    if obj.direction == "minimize":
+        return f"${m.cost_per_hour:,.4f} per hour at {obj.target_rps:g} requests/s"
+    v = m.rps_per_cost
+    return "–" if v is None else f"{v:,.1f} requests/s per $/h"
+
+
+def _legend_and_model(ctx: ReportContext) -> list[str]:
+    """How to read a config's name, and the model's kops summary, side by side."""
+    e = html.escape
+    rows = "".join(f"<b><code>{e(k)}</code></b><span>{e(v)}</span>" for k, v in LEGEND)
+    parts = [
+        "<div class='two'><div class='card'><h2 style='margin-top:0'>How to read a config</h2>"
+        f"<p class='sub'>e.g. <code>bs8 T4 x2 4c i2 q5ms</code></p><div class='kv'>{rows}</div>"
+        "<p class='sub'>Colours: <span style='color:#2da44e'>● feasible</span> (meets the SLO at "
+        "the load), <span style='color:#d64545'>× infeasible</span>, "
+        "<span style='color:#1f6feb'>★ chosen</span>; #n is the trial's row below.</p></div>"
+    ]
+    if ctx.model:
+        kv = "".join(f"<b>{e(k)}</b><span>{e(v)}</span>" for k, v in ctx.model.items())
+        parts.append(
+            "<div class='card'><h2 style='margin-top:0'>The model (kops)</h2>"
+            f"<div class='kv'>{kv}</div></div>"
+        )
+    parts.append("</div>")
+    return parts
+
+
+def _runners_up(records: Sequence[TrialRecord], ctx: ReportContext, n: int = 5) -> list[str]:
+    """The best feasible configs after the chosen one, with their re-measurement if any."""
+    e = html.escape
+    obj = ctx.objective
+    sign = 1.0 if obj.direction == "minimize" else -1.0
+    seen = {ctx.chosen.key()} if ctx.chosen is not None else set()
+    rows: list[tuple[int, TrialRecord]] = []
+    for i, r in sorted(
+        ((i, r) for i, r in enumerate(records, 1) if r.value is not None),
+        key=lambda t: (sign * (t[1].value or 0.0), t[1].measurement.p99_ms or 0.0),
+    ):
+        if r.config.key() not in seen:
+            seen.add(r.config.key())
+            rows.append((i, r))
+    if not rows:
+        return []
+    verdicts = {
+        Config.from_dict(v["config"]).key(): "holds" if v["holds"] else "did not hold"
+        for v in ctx.validations
+    }
+    head = "Runners-up" if ctx.chosen is not None else "Best feasible configs"
+    out = [
+        f"<h2>{head}</h2><table><tr><th>#</th><th class='l'>config</th><th>objective</th>"
+        "<th>cost $/h</th><th>p99 ms</th><th>throughput rps</th><th>capacity rps</th>"
+        "<th class='l'>re-measured</th></tr>"
+    ]
+    for i, r in rows[:n]:
+        m = r.measurement
+        out.append(
+            f"<tr><td>{i}</td><td class='l'>{e(short(r.config))}</td>"
+            f"<td>{e(_objective_text(obj, m))}</td><td>{_num(m.cost_per_hour, '', 4)}</td>"
+            f"<td>{_num(m.p99_ms)}</td><td>{_num(m.throughput_rps)}</td>"
+            f"<td>{_num(m.capacity_rps)}</td>"
+            f"<td class='l'>{verdicts.get(r.config.key(), 'not re-measured')}</td></tr>"
+        )
+    out.append("</table>")
+    return out
 
 
 def _outcome_card(records: Sequence[TrialRecord], ctx: ReportContext) -> list[str]:
@@ -341,9 +341,10 @@ def _outcome_card(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
         parts.append(
             "<div class='card ok'><h2 style='margin-top:0'>Chosen plan</h2><div class='kv'>"
         )
-        rows = [("config", _short(ctx.chosen))]
+        rows = [("config", short(ctx.chosen))]
         if v is not None:
             rows += [
+                ("objective", _objective_text(ctx.objective, v)),
                 ("cost per hour", f"${v.cost_per_hour:,.4f}"),
                 (
                     "validated at",
@@ -374,7 +375,7 @@ def _outcome_card(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
             for r in closest(records):
                 m = r.measurement
                 parts.append(
-                    f"<tr><td class='l'>{e(_short(r.config))}</td><td>{_num(m.p99_ms)}</td>"
+                    f"<tr><td class='l'>{e(short(r.config))}</td><td>{_num(m.p99_ms)}</td>"
                     f"<td>{_num(m.throughput_rps)}</td><td>{_num(m.cost_per_hour, '', 4)}</td>"
                     f"<td>{'failed' if not m.ok else f'{100 * r.violation:.0f} %'}</td></tr>"
                 )
@@ -394,11 +395,11 @@ def _validations_table(ctx: ReportContext) -> list[str]:
         )
         for v in ctx.validations:
             parts.append(
-                f"<tr><td class='l'>{e(_short(Config.from_dict(v['config'])))}</td>"
+                f"<tr><td class='l'>{e(short(Config.from_dict(v['config'])))}</td>"
                 f"<td>{_num(v.get('target_rps'))}</td><td>{_num(v.get('p99_ms'))}</td>"
                 f"<td>{_num(v.get('throughput_rps'))}</td>"
                 f"<td class='l'>{'holds' if v['holds'] else 'does not hold'}</td>"
-                f"<td class='l'>{e(_validation_stability(v))}</td></tr>"
+                f"<td class='l wrap'>{e(_validation_stability(v))}</td></tr>"
             )
         parts.append("</table>")
     return parts
@@ -423,7 +424,8 @@ def _trials_table(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
         f"<h2>Trials ({len(records)})</h2><table><tr><th>#</th><th class='l'>config</th>"
         "<th>cost $/h</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th>"
         "<th>throughput rps</th><th>capacity rps</th><th>errors</th>"
-        "<th class='l'>feasible</th><th class='l'>stable</th><th>s</th></tr>"
+        "<th class='l'>feasible</th><th class='l'>stable</th><th>s</th>"
+        "<th class='l'>load steps</th></tr>"
     )
     for i, r in enumerate(records, start=1):
         m = r.measurement
@@ -434,15 +436,53 @@ def _trials_table(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
         )
         verdict = "yes" if r.feasible else ("failed: " + (m.error or "")[:60] if not m.ok else "no")
         parts.append(
-            f"<tr class='{cls}'><td>{i}</td><td class='l'>{e(_short(r.config))}</td>"
+            f"<tr class='{cls}'><td>{i}</td><td class='l'>{e(short(r.config))}</td>"
             f"<td>{_num(m.cost_per_hour, '', 4)}</td><td>{_num(m.p50_ms)}</td>"
             f"<td>{_num(m.p95_ms)}</td><td>{_num(m.p99_ms)}</td><td>{_num(m.throughput_rps)}</td>"
             f"<td>{_num(m.capacity_rps)}</td><td>{_num(100 * m.error_rate, ' %', 1)}</td>"
-            f"<td class='l'>{e(verdict)}</td><td class='l'>{e(stability(m))}</td>"
-            f"<td>{m.wall_s:.1f}</td></tr>"
+            f"<td class='l'>{e(verdict)}</td><td class='l'>{e(stability(m).split(':')[0])}</td>"
+            f"<td>{m.wall_s:.1f}</td><td class='l'>{_steps_details(m)}</td></tr>"
         )
     parts.append("</table>")
     return parts
+
+
+def _steps_details(m: Measurement) -> str:
+    """A trial's capacity-search steps and stability, folded (``<details>``); ``–`` when the
+    backend recorded neither (tables, the simulator)."""
+    e = html.escape
+    steps = m.extra.get("capacity_steps") or []
+    facts = []
+    for name, v in (("throughput spread", m.throughput_spread), ("latency spread", m.latency_spread),
+                    ("late sends", m.late_send_share)):  # fmt: skip
+        if v is not None:
+            facts.append(f"{name} {v:.0%}")
+    if m.generator_cpu_headroom is not None:
+        facts.append(f"generator CPU headroom {m.generator_cpu_headroom:.2f} cores")
+    if m.attempts > 1:
+        facts.append(f"{m.attempts} deployments")
+    reasons = list(m.unstable_reasons)
+    if not steps and not facts and not reasons:
+        return "–"
+    summary = f"{len(steps)} steps" if steps else "stability"
+    body = []
+    if steps:
+        body.append("<table><tr><th>rate rps</th><th>p99 ms</th><th class='l'>SLO</th>"
+                    "<th class='l'>stable</th><th class='l'></th></tr>")  # fmt: skip
+        for s in steps:
+            passed = {True: "met", False: "missed"}.get(s.get("passed"), "–")
+            stable = {True: "yes", False: "no"}.get(s.get("stable"), "–")
+            again = "measured again" if s.get("superseded") else ""
+            body.append(
+                f"<tr><td>{_num(s.get('rate_rps'))}</td><td>{_num(s.get('p99_ms'))}</td>"
+                f"<td class='l'>{passed}</td><td class='l'>{stable}</td>"
+                f"<td class='l'>{again}</td></tr>"
+            )
+        body.append("</table>")
+    if facts:
+        body.append(f"<div>{e(', '.join(facts))}</div>")
+    body += [f"<div>unstable: {e(r)}</div>" for r in reasons]
+    return f"<details><summary>{summary}</summary>{''.join(body)}</details>"
 
 
 def stability(m: Measurement) -> str:

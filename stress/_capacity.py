@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 from ._api import CapacityResult, Deployment, LoadResult, StressError
 from ._load import SATURATED_CPU_SHARE
@@ -214,10 +215,13 @@ def capacity_search(
     duration_s: float = 5.0,
     warmup_s: float = 1.0,
     max_error_rate: float = 0.01,
+    on_step: Callable[[int, int, float, float], None] | None = None,
 ) -> CapacityResult:
     """Find the highest rate whose p99 meets ``slo_p99_ms`` within ``max_steps`` load steps.
 
     ``start_rps`` (an estimate, e.g. from the prior) replaces the default first rate.
+    ``on_step(step, max_steps, rate_rps, duration_s)``, if given, is called before each load
+    step (a step measured again counts as the same step): progress for a live display.
     ``capacity_rps`` is 0.0 when not even the lowest rate tried met the SLO.
     """
     if slo_p99_ms <= 0 or max_steps < 1:
@@ -242,6 +246,8 @@ def capacity_search(
             step_s = max(duration_s, min(MIN_SAMPLES / rate, 3.0 * duration_s))
             abort = slo_p99_ms
         while True:
+            if on_step is not None:
+                on_step(i + 1, max_steps, rate, step_s)
             res = deployment.open_loop(rate, step_s, warmup_s, abort_p99_ms=abort)
             steps.append(res)
             passed = step_passes(res, slo_p99_ms, max_error_rate)

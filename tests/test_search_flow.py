@@ -78,7 +78,12 @@ def test_plan_is_cheapest_feasible_and_remeasured(env):
     rows = (tmp / "out" / "trials.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + len(r.records) == 11
     html = (tmp / "out" / "report.html").read_text()
-    assert html.count("<svg") == 3 and "http-equiv" not in html and "<script" not in html
+    assert (
+        html.count("<figure") == 4
+        and "Runners-up" in html
+        and "http-equiv" not in html
+        and "<script" not in html
+    )
 
 
 def test_resume_after_interrupt_never_remeasures(env):

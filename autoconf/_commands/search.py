@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -99,7 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--kserve", action="store_true", help="also write a KServe InferenceService manifest"
     )
-    p.add_argument("--no-progress", action="store_true", help="no live display")
+    p.add_argument("--no-progress", action="store_true", help="no live display: one line per trial")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run)
 
 
@@ -118,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         previous = out / "study.db"
         if previous.exists() and not args.resume and not args.storage:
             msg = f"{out}/ holds a previous example run: replacing it with a fresh one"
-            print(f"{msg} (--resume continues it instead)", file=sys.stderr)
+            if not args.quiet:
+                print(f"{msg} (--resume continues it instead)", file=sys.stderr)
             previous.unlink()
         slo = args.slo_p99 or EXAMPLE_SLO
         qps = args.qps
@@ -156,15 +159,21 @@ def run(args: argparse.Namespace) -> int:
         duration_s=duration,
         command=redact("autoconf " + shlex.join(sys.argv[1:])),
         progress=not args.no_progress,
+        quiet=args.quiet,
         kserve=args.kserve,
     )
+    if args.quiet:  # warnings too: nothing but errors
+        logging.getLogger().setLevel(logging.ERROR)
     result = run_search(opts)
-    print(
-        f"study: {result.study_name} ({result.new_evaluations} configs measured now, "
-        f"{len(result.records)} in all)"
-    )
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+    if args.quiet and result.outcome == "plan":
+        return 0
+    if not args.quiet:
+        print(
+            f"study: {result.study_name} ({result.new_evaluations} configs measured now, "
+            f"{len(result.records)} in all)"
+        )
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
     if result.outcome == "plan" and result.chosen is not None and result.validation is not None:
         v = result.validation
         print(

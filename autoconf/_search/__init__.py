@@ -123,6 +123,7 @@ def _search(study: optuna.Study, so: SearchOutput, kb: Any, kb_name: str) -> Rou
         opts.budget,
         done_before=measured_before,
         enabled=opts.progress,
+        quiet=opts.quiet,
         estimate=lambda: stop.confidence(study),
     )
     with contextlib.ExitStack() as stack:
@@ -130,7 +131,7 @@ def _search(study: optuna.Study, so: SearchOutput, kb: Any, kb_name: str) -> Rou
             stack.enter_context(get_backend(opts.backend, so.space, **opts.backend_options))
             for _ in range(opts.parallel)
         ]
-        evaluators = [_evaluator(b, so.profile, load) for b in backends]
+        evaluators = [_evaluator(b, so.profile, load, progress) for b in backends]
         validator = Validator(backends[0], so.profile, objective, opts.validate_s())
         stack.enter_context(progress)
         try:
@@ -152,8 +153,12 @@ def _search(study: optuna.Study, so: SearchOutput, kb: Any, kb_name: str) -> Rou
             raise
 
 
-def _evaluator(backend: Any, profile: Any, load: Load) -> Any:
+def _evaluator(backend: Any, profile: Any, load: Load, progress: SearchProgress) -> Any:
+    """One worker's evaluate, telling the live display when a trial starts and its steps."""
+    backend.on_step = progress.step
+
     def evaluate(config: Config) -> Measurement:
+        progress.trial_started(config)
         return backend.evaluate(profile, config, load)
 
     return evaluate

@@ -33,7 +33,8 @@ class SearchOptions:
     duration_s: float = 10.0
     validate_duration_s: float | None = None
     command: str = ""
-    progress: bool = True
+    progress: bool = True  # the live display (else one line per trial)
+    quiet: bool = False  # no progress at all
     kserve: bool = False  # also write a KServe InferenceService
 
     def validate_s(self) -> float:

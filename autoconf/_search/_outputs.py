@@ -29,7 +29,14 @@ from .._plan import (
     PlanStudy,
     sha256_of,
 )
-from .._report import ReportContext, TrialRecord, trial_records, write_report, write_trials_csv
+from .._report import (
+    ReportContext,
+    TrialRecord,
+    model_summary,
+    trial_records,
+    write_report,
+    write_trials_csv,
+)
 from .._secrets import redact
 from .._space import SPACES_DIR, SearchSpace, space_path
 from .._types import Measurement
@@ -74,6 +81,7 @@ class SearchOutput:
             outcome=outcome,
             command=redact(self.opts.command or ""),
             elapsed_s=time.monotonic() - self.started,
+            model=model_summary(self.profile),
             **kw,
         )
 

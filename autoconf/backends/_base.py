@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._space import SearchSpace
@@ -22,6 +23,9 @@ class Backend(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: ``(step, max_steps, rate_rps, duration_s)`` before each load step, for backends that
+    #: measure in steps (the live ones); the search's live display sets it.
+    on_step: Callable[[int, int, float, float], None] | None = None
 
     def __init__(self, space: SearchSpace, **options: Any) -> None:
         self.space = space

@@ -118,6 +118,8 @@ class LiveBackend(Backend):
         try:
             with self.deployer.deploy(spec) as dep:
                 if load.target_rps is not None:
+                    if self.on_step is not None:
+                        self.on_step(1, 1, load.target_rps, load.duration_s)
                     r = dep.open_loop(load.target_rps, load.duration_s, self.warmup_s)
                     return _measurement(r, cost, time.monotonic() - started)
                 assert load.slo_p99_ms is not None  # checked above: no target load, an SLO
@@ -129,6 +131,7 @@ class LiveBackend(Backend):
                     max_steps=self.max_steps,
                     duration_s=step_s,
                     warmup_s=self.warmup_s,
+                    on_step=self.on_step,
                 )
         except stress.DeployError as exc:
             return Measurement.failed(str(exc), cost, wall_s=time.monotonic() - started)
