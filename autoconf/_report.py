@@ -424,7 +424,7 @@ def _trials_table(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
         "<th>throughput rps</th><th>capacity rps</th><th>errors</th>"
         "<th class='l'>feasible</th><th class='l'>stable</th><th>s</th></tr>"
     )
-    for i, r in enumerate(records, start=1):
+    for r in records:  # numbered as trials.csv and plan.yaml number them: the study's trial
         m = r.measurement
         cls = (
             "chosen"
@@ -433,7 +433,7 @@ def _trials_table(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
         )
         verdict = "yes" if r.feasible else ("failed: " + (m.error or "")[:60] if not m.ok else "no")
         parts.append(
-            f"<tr class='{cls}'><td>{i}</td><td class='l'>{e(_short(r.config))}</td>"
+            f"<tr class='{cls}'><td>{r.number}</td><td class='l'>{e(_short(r.config))}</td>"
             f"<td>{_num(m.cost_per_hour, '', 4)}</td><td>{_num(m.p50_ms)}</td>"
             f"<td>{_num(m.p95_ms)}</td><td>{_num(m.p99_ms)}</td><td>{_num(m.throughput_rps)}</td>"
             f"<td>{_num(m.capacity_rps)}</td><td>{_num(100 * m.error_rate, ' %', 1)}</td>"

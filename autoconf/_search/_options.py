@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import _input
 from .._errors import UserError
+from .._manifests import ManifestSettings
 from .._report import TrialRecord, closest
 from .._types import Config, Measurement
 
@@ -34,7 +35,10 @@ class SearchOptions:
     validate_duration_s: float | None = None
     command: str = ""
     progress: bool = True
-    kserve: bool = False  # also write a KServe InferenceService
+    #: values of the model's symbolic input dims (``--dim``): the profile's and the requests'
+    dims: dict[str, int] = field(default_factory=dict)
+    #: what the plan's manifests say beyond the config (``--model-uri``, ``--namespace``, ...)
+    manifest: ManifestSettings = field(default_factory=lambda: ManifestSettings())
 
     def validate_s(self) -> float:
         """How long each re-measurement runs (twice a search measurement by default)."""
@@ -77,4 +81,29 @@ def check_options(opts: SearchOptions) -> Path:
     model_path = Path(opts.model_path)
     if not model_path.is_file():
         raise UserError(f"model file {str(model_path)!r} not found")
+    if opts.backend == "kubernetes":
+        _cluster_settings(opts, model_path)
     return model_path
+
+
+def _cluster_settings(opts: SearchOptions, model_path: Path) -> None:
+    """The Kubernetes backend's trials get the manifests' model URI, namespace and image; a
+    model its pods cannot get (too big for a ConfigMap, no URI) is refused here, before the
+    search makes any cluster call."""
+    import stress
+
+    bo, ms = opts.backend_options, opts.manifest
+    uri = _input.model_uri(bo.get("model_uri"), "--backend-option model_uri") or ms.model_uri
+    if uri is None and model_path.stat().st_size > stress.MAX_EMBEDDED_MODEL_BYTES:
+        raise UserError(
+            f"{model_path.name} ({model_path.stat().st_size / 2**20:,.1f} MiB) is too big to "
+            "reach the cluster's pods in a ConfigMap: store it and give --model-uri "
+            "(s3://, gs://, https:// or pvc://CLAIM/PATH)"
+        )
+    if uri is not None:
+        bo["model_uri"] = uri
+        opts.manifest = replace(ms, model_uri=ms.model_uri or uri)
+    if ms.namespace != "default":
+        bo.setdefault("namespace", ms.namespace)
+    if ms.image:
+        bo.setdefault("image", ms.image)
