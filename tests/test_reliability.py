@@ -31,7 +31,7 @@ def env(tmp_path, monkeypatch):
         return real(name, space, **options)
 
     monkeypatch.setattr(backends, "get_backend", get_backend)
-    monkeypatch.setattr(search, "profile_model", lambda path: FakeProfile())
+    monkeypatch.setattr(search, "profile_model", lambda path, dims=None: FakeProfile())
     model = tmp_path / "model.onnx"
     model.write_bytes(b"not read by the double")
     return tmp_path, model
