@@ -187,12 +187,11 @@ def test_kubernetes_backend_refuses_a_big_model_without_uri_before_any_cluster_c
 
 def test_the_kubernetes_trials_get_the_uri_and_the_models_memory(big_model: Path) -> None:
     """The Kubernetes backend's trial pod: the model from its URI, memory from kops."""
-    import kops
+    from kubernetes import client
 
+    import kops
     from autoconf._space import load_space
     from autoconf.backends._kubernetes import KubernetesBackend
-
-    from kubernetes import client
 
     space = load_space("gpu-default")
     with KubeApiDouble([]) as double:
