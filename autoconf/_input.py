@@ -340,3 +340,17 @@ def image(value: str | None, option: str = "--image") -> str | None:
 
 
 _TRITON_EXAMPLE = "nvcr.io/nvidia/tritonserver:24.08-py3"
+
+
+def reachable_model(model_path: Path, uri: str | None, flag: str) -> None:
+    """Refuses (before any cluster call) a model the cluster's pods cannot get: no storage URI
+    and too big to embed in a ConfigMap; the one line names ``flag``."""
+    import stress
+
+    size = Path(model_path).stat().st_size
+    if uri is None and size > stress.MAX_EMBEDDED_MODEL_BYTES:
+        raise UserError(
+            f"{Path(model_path).name} ({size / 2**20:,.1f} MiB) is too big to reach the "
+            f"cluster's pods in a ConfigMap: store it and give {flag} "
+            "(s3://, gs://, https:// or pvc://CLAIM/PATH)"
+        )

@@ -88,6 +88,8 @@ def validate_plan(
         else {}
     )
     options.update(_input.backend_options(name, backend_options or {}))
+    if name == "kubernetes":  # the plan's own URI is not taken from the file (NOT_FROM_PLAN)
+        _input.reachable_model(model, options.get("model_uri"), "--backend-option model_uri=URI")
     shapes = {**plan.model.dims, **check_dims(model, dims)}
     profile = _search.profile_model(model, shapes)
     if _search.takes_dims(name):  # the requests carry the shapes the plan was measured at

@@ -180,9 +180,13 @@ def test_kubernetes_backend_refuses_a_big_model_without_uri_before_any_cluster_c
         argv = ["search", str(big_model), "--slo-p99", "50ms", "--backend", "kubernetes"]
         argv += ["--backend-option", f"kubeconfig={kubeconfig}", "--out", str(tmp_path / "o")]
         assert main([*argv, "--knowledge", "none", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--model-uri" in err
+        argv = ["stress", str(big_model), "--backend", "kubernetes", "--config", "batch_size=1"]
+        assert main([*argv, "--rate", "1", "--option", f"kubeconfig={kubeconfig}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "model_uri" in err
         assert double.requests == []
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--model-uri" in err
 
 
 def test_the_kubernetes_trials_get_the_uri_and_the_models_memory(big_model: Path) -> None:

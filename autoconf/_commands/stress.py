@@ -26,6 +26,7 @@ from .._input import (
     deployer_options,
     number,
     rate_rps,
+    reachable_model,
     request_bytes,
 )
 from ._args import add_options_flag, parse_duration_s, parse_latency_ms, parse_options
@@ -161,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             options["runtime"] = args.runtime
     else:  # what it leaves behind is found by ``autoconf cleanup``
         options["labels"] = LABELS
+        reachable_model(model, options.get("model_uri"), "--option model_uri=URI")
     deployer = stress.get_deployer(args.backend, **options)
     with deployer.deploy(spec) as dep:
         if args.capacity:

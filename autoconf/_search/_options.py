@@ -90,16 +90,9 @@ def _cluster_settings(opts: SearchOptions, model_path: Path) -> None:
     """The Kubernetes backend's trials get the manifests' model URI, namespace and image; a
     model its pods cannot get (too big for a ConfigMap, no URI) is refused here, before the
     search makes any cluster call."""
-    import stress
-
     bo, ms = opts.backend_options, opts.manifest
     uri = _input.model_uri(bo.get("model_uri"), "--backend-option model_uri") or ms.model_uri
-    if uri is None and model_path.stat().st_size > stress.MAX_EMBEDDED_MODEL_BYTES:
-        raise UserError(
-            f"{model_path.name} ({model_path.stat().st_size / 2**20:,.1f} MiB) is too big to "
-            "reach the cluster's pods in a ConfigMap: store it and give --model-uri "
-            "(s3://, gs://, https:// or pvc://CLAIM/PATH)"
-        )
+    _input.reachable_model(model_path, uri, "--model-uri")
     if uri is not None:
         bo["model_uri"] = uri
         opts.manifest = replace(ms, model_uri=ms.model_uri or uri)
