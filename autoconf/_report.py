@@ -140,6 +140,12 @@ class ReportContext:
     notes: list[str] = field(default_factory=list)
 
 
+def _again(ctx: ReportContext) -> str:
+    """What the chosen config's second look was: simulated (the ``sim`` backend measures
+    nothing) or re-measured."""
+    return "simulated" if ctx.backend == "sim" else "re-measured"
+
+
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
@@ -226,7 +232,7 @@ def _latency_plot(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) 
             marker="*",
             s=140,
             color="#1f6feb",
-            label="chosen (re-measured)",
+            label=f"chosen ({_again(ctx)})",
             zorder=4,
         )
     if obj.slo_p99_ms is not None:
@@ -348,9 +354,9 @@ def _outcome_card(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
                     "validated at",
                     f"{ctx.validated_rps:,.1f} requests/s" if ctx.validated_rps else "–",
                 ),
-                ("re-measured p99", _num(v.p99_ms, " ms")),
-                ("re-measured p50 / p95", f"{_num(v.p50_ms, ' ms')} / {_num(v.p95_ms, ' ms')}"),
-                ("re-measured throughput", _num(v.throughput_rps, " requests/s")),
+                (f"{_again(ctx)} p99", _num(v.p99_ms, " ms")),
+                (f"{_again(ctx)} p50 / p95", f"{_num(v.p50_ms, ' ms')} / {_num(v.p95_ms, ' ms')}"),
+                (f"{_again(ctx)} throughput", _num(v.throughput_rps, " requests/s")),
                 ("error rate", _num(100 * v.error_rate, " %", 2)),
             ]
         parts += [f"<b>{e(k)}</b><span>{e(str(val))}</span>" for k, val in rows]
