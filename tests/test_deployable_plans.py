@@ -257,3 +257,35 @@ def test_a_dim_without_default_must_be_given(conv_model: Path, tmp_path: Path, c
     argv = ["search", str(conv_model), "--slo-p99", "50ms", *SEARCH, "--out", str(tmp_path)]
     assert main([*argv, "--no-progress", "--dim", "height=224"]) == 2
     assert "width" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["local", "kubernetes"])
+def test_live_backends_send_requests_at_the_searched_dims(
+    conv_model: Path, tmp_path: Path, monkeypatch, backend: str
+) -> None:
+    """The deployer's ``dims`` option carries the resolved dims (both deployers take it)."""
+    from autoconf import backends
+    from autoconf._search import SearchOptions, run_search
+
+    seen: list[dict] = []
+
+    class Stop(Exception):
+        pass
+
+    def get_backend(name, space, **options):
+        seen.append(options)
+        raise Stop
+
+    monkeypatch.setattr(backends, "get_backend", get_backend)
+    opts = SearchOptions(
+        model_path=conv_model,
+        slo_p99_ms=50.0,
+        backend=backend,
+        out_dir=tmp_path,
+        dims={"height": 64, "width": 48},
+        knowledge="none",
+        progress=False,
+    )
+    with pytest.raises(Stop):
+        run_search(opts)
+    assert seen[0]["dims"] == {"batch": 1, "height": 64, "width": 48}

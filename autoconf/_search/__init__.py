@@ -77,17 +77,17 @@ def run_search(opts: SearchOptions) -> SearchResult:
     """Run (or resume) one search and write its outputs into ``opts.out_dir``."""
     started = time.monotonic()
     model_path = check_options(opts)
+    dims = check_dims(model_path, {**opts.backend_options.get("dims", {}), **opts.dims})
+    profile = profile_model(model_path, dims)
+    opts.dims = dict(getattr(profile, "dims", dims))  # every symbolic dim, valued
+    if takes_dims(opts.backend):  # the requests carry the shapes the profile was made at
+        opts.backend_options["dims"] = dict(opts.dims)
     space, space_notes = _hostable(opts, load_space(opts.space))
     objective = Objective(slo_p99_ms=opts.slo_p99_ms, target_rps=opts.target_rps)
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     storage = opts.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     sha = sha256_of(model_path)
-    dims = check_dims(model_path, {**opts.backend_options.get("dims", {}), **opts.dims})
-    profile = profile_model(model_path, dims)
-    opts.dims = dict(getattr(profile, "dims", dims))  # every symbolic dim, valued
-    if takes_dims(opts.backend):  # the requests carry the shapes the profile was made at
-        opts.backend_options["dims"] = dict(opts.dims)
     features = _features(profile)
     kb = open_knowledge_base(opts.knowledge)
     kb_name = kb_model_name(model_path, sha)
