@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -300,3 +301,56 @@ def request_bytes(inputs: list[Any], dims: dict[str, int], batch_size: int = 1) 
             f"{batch_size}); at most {MAX_REQUEST_BYTES // 2**20} MiB"
         )
     return total
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+
+
+def model_uri(value: str | None, option: str = "--model-uri") -> str | None:
+    """Where the model is stored, as pods can fetch it (``s3://``, ``gs://``, ``https://``,
+    ``http://``, ``pvc://CLAIM/PATH``), or None."""
+    if value is None:
+        return None
+    import stress
+
+    try:
+        return stress.check_model_uri(str(value))
+    except stress.StressError as exc:
+        raise UserError(f"{option}: {exc}") from None
+
+
+def namespace(value: str, option: str = "--namespace") -> str:
+    """A Kubernetes namespace name (a DNS label)."""
+    if not _DNS_LABEL.match(str(value)):
+        raise UserError(
+            f"{option}: {value!r} is not a namespace name (lowercase letters, digits and '-', "
+            "at most 63)"
+        )
+    return str(value)
+
+
+def image(value: str | None, option: str = "--image") -> str | None:
+    """A container image reference (``registry/name:tag`` or ``...@sha256:...``), or None."""
+    if value is None:
+        return None
+    if not _IMAGE.match(str(value)):
+        raise UserError(f"{option}: {value!r} is not an image reference, e.g. {_TRITON_EXAMPLE}")
+    return str(value)
+
+
+_TRITON_EXAMPLE = "nvcr.io/nvidia/tritonserver:24.08-py3"
+
+
+def reachable_model(model_path: Path, uri: str | None, flag: str) -> None:
+    """Refuses (before any cluster call) a model the cluster's pods cannot get: no storage URI
+    and too big to embed in a ConfigMap; the one line names ``flag``."""
+    import stress
+
+    size = Path(model_path).stat().st_size
+    if uri is None and size > stress.MAX_EMBEDDED_MODEL_BYTES:
+        raise UserError(
+            f"{Path(model_path).name} ({size / 2**20:,.1f} MiB) is too big to reach the "
+            f"cluster's pods in a ConfigMap: store it and give {flag} "
+            "(s3://, gs://, https:// or pvc://CLAIM/PATH)"
+        )

@@ -27,6 +27,12 @@ class PlanModel(BaseModel):
     name: str
     path: str
     sha256: str
+    #: values of its symbolic input dims it was profiled and measured at (``--dim``)
+    dims: dict[str, int] = Field(default_factory=dict)
+    #: the precision it is exported and served in (Triton runs the ONNX file as it is)
+    precision: str = "fp32"
+    #: where the model is stored for the manifests (``--model-uri``), when given
+    uri: str | None = None
 
 
 class PlanSlo(BaseModel):
@@ -106,7 +112,14 @@ class PlanProvenance(BaseModel):
     sampler: str | None = None
     study: PlanStudy | None = None
     configs_measured: int | None = None
+    #: the length of one stress test (``--duration``)
+    stress_test_duration_s: int | float | None = None
+    #: the search's own wall time, start to plan
+    search_wall_s: int | float | None = None
+    #: plans before format 1's honest names wrote the stress-test length here; read, never written
     search_duration_s: int | float | None = None
+    #: what the figures are: "measured" (live backends) or "simulated" (with its assumptions)
+    basis: str | None = None
     command: str | None = None
 
 
@@ -149,9 +162,11 @@ def write_plan(path: str | Path, plan: Plan) -> Path:
     out rather than written as null)."""
     path = Path(path)
     data = plan.model_dump(mode="json", exclude_unset=True)
+    simulated = (plan.provenance.basis or "").startswith("simulated")
+    how = "simulated (no deployment measured it)" if simulated else "re-measured"
     header = (
         "# autoconf serving plan: the cheapest config found that met the SLO at the target load,\n"
-        "# re-measured before it was written. Re-check it with `autoconf validate plan.yaml`.\n"
+        f"# {how} before it was written. Re-check it with `autoconf validate plan.yaml`.\n"
     )
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
     return path

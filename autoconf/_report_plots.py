@@ -241,7 +241,7 @@ def _latency(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> An
     v = ctx.chosen_validation
     if v is not None and v.p99_ms is not None:
         ax.scatter([v.throughput_rps or 0], [v.p99_ms], marker="*", s=180, color=BLUE,
-                   label="chosen (re-measured)", zorder=4)  # fmt: skip
+                   label=f"chosen ({again(ctx)})", zorder=4)  # fmt: skip
     top = sorted(ok, key=lambda t: -(t[1].measurement.throughput_rps or 0.0))[:3]
     for i, r in top:
         ax.annotate(_label(r, i), (r.measurement.throughput_rps or 0.0, r.measurement.p99_ms),

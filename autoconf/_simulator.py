@@ -12,7 +12,12 @@ Assumptions
    sample, ``k`` the model instances sharing the GPU (they overlap their overheads, not their
    compute) and ``tflops_g = MFU * peak_fp16_g * cal_g`` (FP16 inference on tensor cores where the
    GPU has them; the catalog gives FP32 as FP16 for GPUs without fast FP16). ``MFU = 0.25``;
-   memory traffic runs at 70 % of the peak bandwidth.
+   memory traffic runs at 70 % of the peak bandwidth. **Precision**: this is an FP16 basis,
+   while autoconf exports, profiles and serves models in FP32 (the ONNX file as it is, Triton's
+   ``onnxruntime_onnx`` without a precision change): on tensor-core GPUs the simulated compute
+   time is optimistic for an FP32 deployment (by up to fp16/fp32 peak, e.g. 8x on a T4,
+   less where memory-bound). The numbers are kept (the committed ``sim:zoo`` benchmarks use them);
+   plans from the ``sim`` backend say so in ``provenance.basis`` (:data:`PRECISION_NOTE`).
 2. **Calibration** (``cal_g``, ``overhead_g``) against the real operator timings in
    ``../shared/data/falcon/operator_microbench_wide.csv`` (TVM, FP32, M60/K80/T4/V100): a line
    ``time = a + slope * batch`` is fitted to each conv2d/dense row; the medians per GPU give the
@@ -76,6 +81,12 @@ from ._errors import UserError
 from ._objective import Objective
 from ._space import SearchSpace
 from ._types import Config, Load, Measurement
+
+#: What a plan from the simulator says about its precision basis (see assumption 1).
+PRECISION_NOTE = (
+    "the simulator assumes FP16 tensor-core throughput (autoconf._simulator, assumption 1); "
+    "the model and its Triton configuration are FP32, so simulated GPU latencies are optimistic"
+)
 
 SIM_VERSION = "3"  # 3: arrivals conditioned on their count, offered_rps
 MFU = 0.25

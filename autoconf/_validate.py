@@ -13,6 +13,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from . import _input
+from ._dims import check_dims
 from ._errors import UserError
 from ._input import plan_backend_options
 from ._objective import Objective
@@ -60,9 +61,10 @@ def validate_plan(
     backend: str | None = None,
     backend_options: dict[str, Any] | None = None,
     duration_s: float | None = None,
+    dims: dict[str, int] | None = None,
 ) -> ValidationResult:
     """Re-measure the plan in ``plan_path`` at its target load on ``backend`` (default: the one
-    it was searched on)."""
+    it was searched on), at the plan's symbolic dims (``dims`` override some)."""
     from . import _search
     from .backends import get_backend
 
@@ -86,7 +88,12 @@ def validate_plan(
         else {}
     )
     options.update(_input.backend_options(name, backend_options or {}))
-    profile = _search.profile_model(model)
+    if name == "kubernetes":  # the plan's own URI is not taken from the file (NOT_FROM_PLAN)
+        _input.reachable_model(model, options.get("model_uri"), "--backend-option model_uri=URI")
+    shapes = {**plan.model.dims, **check_dims(model, dims)}
+    profile = _search.profile_model(model, shapes)
+    if _search.takes_dims(name):  # the requests carry the shapes the plan was measured at
+        options["dims"] = dict(getattr(profile, "dims", shapes))
     load = Load(
         slo_p99_ms=plan.slo.p99_ms,
         target_rps=plan.load.target_rps,

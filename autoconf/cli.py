@@ -12,18 +12,28 @@ import argparse
 import logging
 import sys
 
-from ._commands import bench, cleanup, kops, prior, search, stress, validate
+from ._commands import bench, cleanup, kops, manifests, prior, search, stress, validate
 from ._errors import AutoconfError
 from ._secrets import redact, redact_logging
 
 logger = logging.getLogger("autoconf")
 
 #: Subcommands, in the order ``autoconf --help`` lists them.
-COMMANDS: list[str] = ["kops", "search", "validate", "bench", "cleanup", "stress", "prior"]
+COMMANDS: list[str] = [
+    "kops",
+    "search",
+    "validate",
+    "manifests",
+    "bench",
+    "cleanup",
+    "stress",
+    "prior",
+]
 _MODULES = {
     "kops": kops,
     "search": search,
     "validate": validate,
+    "manifests": manifests,
     "bench": bench,
     "cleanup": cleanup,
     "stress": stress,

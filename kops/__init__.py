@@ -18,6 +18,7 @@ from ._profile import (
     TensorSpec,
     input_signature,
     profile,
+    symbolic_dims,
 )
 
 __all__ = [
@@ -34,5 +35,6 @@ __all__ = [
     "TensorSpec",
     "input_signature",
     "profile",
+    "symbolic_dims",
     "zoo",
 ]

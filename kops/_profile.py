@@ -432,6 +432,16 @@ def _param_totals(graph: onnx.GraphProto) -> tuple[int, int]:
     return int(params), int(nbytes)
 
 
+def symbolic_dims(path: str | os.PathLike) -> list[str]:
+    """The names of the model's symbolic input dims, in input order (what ``dims`` may name)."""
+    names: list[str] = []
+    for vi in _load.graph_inputs(_load.load(path).model.graph):
+        for d in _load.dim_names(vi):
+            if isinstance(d, str) and d not in names:
+                names.append(d)
+    return names
+
+
 def profile(path: str | os.PathLike, dims: dict[str, int] | None = None) -> ModelProfile:
     """Profile the ONNX model at ``path`` with symbolic dims ``dims`` (defaults: batch 1, sequence 128)."""
     loaded = _load.load(path)

@@ -14,9 +14,15 @@ from ._capacity import capacity_search, step_passes, upper_bound
 from ._errors import DeployError, StressError
 from ._labels import LabelScheme
 from ._manifests import (
+    MAX_EMBEDDED_MODEL_BYTES,
+    MODEL_URI_SCHEMES,
+    TRITON_IMAGE,
     ManifestOptions,
+    check_model_uri,
     container_security_context,
+    needs_model_uri,
     object_meta,
+    pod_security_context,
     render_load_manifests,
     render_trial_manifests,
     resource_requirements,
@@ -48,14 +54,20 @@ def get_deployer(name: str, **options: Any) -> Deployer:
 
 __all__ = [
     "DEPLOYERS",
+    "MAX_EMBEDDED_MODEL_BYTES",
+    "MODEL_URI_SCHEMES",
+    "TRITON_IMAGE",
     "capacity_search",
     "check_model_name",
+    "check_model_uri",
     "container_security_context",
     "dns_name",
     "get_deployer",
     "label_value",
     "model_name",
+    "needs_model_uri",
     "object_meta",
+    "pod_security_context",
     "render_load_manifests",
     "render_trial_manifests",
     "resource_requirements",

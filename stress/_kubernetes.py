@@ -36,6 +36,7 @@ from ._manifests import (
     TRITON_IMAGE,
     LoadJobSpec,
     ManifestOptions,
+    check_model_uri,
     render_load_manifests,
     render_trial_manifests,
 )
@@ -471,7 +472,7 @@ class KubernetesDeployer(Deployer):
             image=image,
             fetch_image=fetch_image,
             locust_image=locust_image,
-            model_uri=model_uri,
+            model_uri=check_model_uri(model_uri) if model_uri else None,
             gpu_label=gpu_label,
             gpu_product_labels=dict(gpu_product_labels or {}),
             default_memory_mb=default_memory_mb,

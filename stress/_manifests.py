@@ -20,10 +20,12 @@ public so that callers can render further objects (a serving plan's HPA, ...) th
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._api import DeploymentSpec
 from ._errors import StressError
@@ -32,6 +34,12 @@ from ._names import check_model_name, shell_quote
 
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.08-py3"
 FETCH_IMAGE = "curlimages/curl:8.10.1"
+#: KServe's storage initializer: downloads ``s3://`` and ``gs://`` URIs (credentials from the
+#: pod's service account or environment, as in KServe).
+STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.14.1"
+_STORAGE_INITIALIZER = "/storage-initializer/scripts/initializer-entrypoint"
+#: Where a model may be fetched from (``ManifestOptions.model_uri``).
+MODEL_URI_SCHEMES = ("s3", "gs", "https", "http", "pvc")
 LOCUST_IMAGE = "locustio/locust:2.47.0"
 #: The Kubernetes version whose schemas :func:`validate_manifests` checks against.
 KUBERNETES_VERSION = "1.30"
@@ -75,7 +83,10 @@ class ManifestOptions:
     image: str = TRITON_IMAGE
     fetch_image: str = FETCH_IMAGE
     locust_image: str = LOCUST_IMAGE
-    #: ``http(s)://`` URI of the ONNX file; ``None`` embeds small models in the ConfigMap.
+    storage_initializer_image: str = STORAGE_INITIALIZER_IMAGE
+    #: Where the ONNX file is (see :func:`check_model_uri`): ``s3://``, ``gs://``, ``http(s)://``
+    #: or ``pvc://CLAIM/PATH``, a file or a folder holding ``model.onnx``; ``None`` embeds small
+    #: models in the ConfigMap.
     model_uri: str | None = None
     gpu_label: str = "nvidia.com/gpu.product"
     gpu_product_labels: dict[str, str] = field(default_factory=dict)
@@ -160,7 +171,8 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-def _pod_security() -> dict[str, Any]:
+def pod_security_context() -> dict[str, Any]:
+    """Non-root user and group, default seccomp (every pod's)."""
     return {
         "runAsNonRoot": True,
         "runAsUser": _RUN_AS_USER,
@@ -175,6 +187,45 @@ def object_meta(
 ) -> dict[str, Any]:
     """An object's ``metadata``."""
     return {"name": name, "namespace": namespace, "labels": dict(labels), **extra}
+
+
+_URI_PATH = re.compile(r"^[A-Za-z0-9._~/@%+=:,&-]*$")
+_CLAIM = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def check_model_uri(uri: str) -> str:
+    """``uri`` when it is a model location the pods can fetch (one of
+    :data:`MODEL_URI_SCHEMES`, with a host or claim and no character a shell or YAML would
+    read); else :class:`StressError` naming what is wrong."""
+    parts = urlsplit(str(uri))
+    scheme = parts.scheme.lower()
+    if scheme not in MODEL_URI_SCHEMES:
+        known = ", ".join(f"{s}://" for s in MODEL_URI_SCHEMES)
+        raise StressError(f"model URI {uri!r}: scheme must be one of {known}")
+    if not parts.netloc or not _URI_PATH.match(parts.path + parts.query):
+        raise StressError(f"model URI {uri!r}: expected {scheme}://HOST/PATH with no spaces")
+    if parts.username or parts.password:
+        raise StressError(f"model URI of {parts.hostname}: no credentials in it (use a secret)")
+    if (parts.query or parts.fragment) and scheme not in ("http", "https"):
+        raise StressError(f"model URI {uri!r}: no query or fragment in a {scheme}:// URI")
+    if scheme == "pvc":
+        if not _CLAIM.match(parts.netloc):
+            raise StressError(f"model URI {uri!r}: {parts.netloc!r} is not a claim name")
+        if ".." in parts.path.split("/"):
+            raise StressError(f"model URI {uri!r}: no '..' in the path")
+    return str(uri)
+
+
+def _pvc(uri: str) -> tuple[str, str]:
+    """``pvc://claim/path/in/it`` -> ``("claim", "path/in/it")``."""
+    parts = urlsplit(uri)
+    return parts.netloc, parts.path.strip("/")
+
+
+def needs_model_uri(spec: DeploymentSpec, opts: ManifestOptions) -> bool:
+    """Whether the pod cannot get the model: no URI and the model too big (or absent) to
+    embed in the ConfigMap (see :data:`MAX_EMBEDDED_MODEL_BYTES`)."""
+    return opts.model_uri is None and not _embeddable(spec, opts)
 
 
 def _embeddable(spec: DeploymentSpec, opts: ManifestOptions) -> bool:
@@ -213,37 +264,67 @@ def repository_size_limit(spec: DeploymentSpec) -> str:
     return f"{max(128, mib)}Mi"
 
 
+def _get_model(spec: DeploymentSpec, opts: ManifestOptions, version_dir: str) -> tuple[str, str]:
+    """The init script's step that puts ``model.onnx`` into ``version_dir``, and its image."""
+    onnx_path = shell_quote(f"{version_dir}/model.onnx")
+    uri = opts.model_uri
+    if uri is None:
+        if _embeddable(spec, opts):
+            return f"cp /config/model.onnx {onnx_path}", opts.fetch_image
+        return (
+            'echo "the model is too big to embed in a ConfigMap: upload it and set the '
+            'model_uri option (s3://, gs://, https:// or pvc://)" >&2; exit 1',
+            opts.fetch_image,
+        )
+    scheme = urlsplit(check_model_uri(uri)).scheme.lower()
+    if scheme in ("http", "https"):
+        return f'curl -fsSL --retry 3 -o {onnx_path} "$MODEL_URI"', opts.fetch_image
+    if scheme == "pvc":
+        src = shell_quote(f"/mnt/model-source/{_pvc(uri)[1]}".rstrip("/"))
+        return (
+            f'src={src}; if [ -d "$src" ]; then src="$src/model.onnx"; fi; cp "$src" {onnx_path}',
+            opts.fetch_image,
+        )
+    # s3:// and gs://: KServe's storage initializer downloads a file or a folder
+    vdir = shell_quote(version_dir)
+    return (
+        f'{_STORAGE_INITIALIZER} "$MODEL_URI" {vdir}; if [ ! -f {onnx_path} ]; then '
+        f"f=$(ls {vdir}/*.onnx 2>/dev/null | head -n 1); "
+        '[ -n "$f" ] || { echo "no .onnx file at $MODEL_URI" >&2; exit 1; }; '
+        f'mv "$f" {onnx_path}; fi',
+        opts.storage_initializer_image,
+    )
+
+
 def _fetch_container(spec: DeploymentSpec, opts: ManifestOptions) -> dict[str, Any]:
     model_dir = f"/models/{check_model_name(spec.model_name)}"
-    onnx_path = shell_quote(f"{model_dir}/1/model.onnx")
-    if _embeddable(spec, opts):
-        get_model = f"cp /config/model.onnx {onnx_path}"
-        env: list[dict[str, Any]] = []
-    else:
-        get_model = (
-            'if [ -z "$MODEL_URI" ]; then echo "MODEL_URI is not set: upload model.onnx where the '
-            'pod can fetch it and set the model_uri option of the deployer" >&2; exit 1; fi; '
-            f'curl -fsSL --retry 3 -o {onnx_path} "$MODEL_URI"'
-        )
-        env = [{"name": "MODEL_URI", "value": opts.model_uri or ""}]
+    get_model, image = _get_model(spec, opts, f"{model_dir}/1")
+    env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]
+    if opts.model_uri is not None:
+        env.append({"name": "MODEL_URI", "value": opts.model_uri})
     script = (
         f"set -e; mkdir -p {shell_quote(model_dir + '/1')}; "
         f"cp /config/config.pbtxt {shell_quote(model_dir + '/config.pbtxt')}; " + get_model
     )
+    mounts = [
+        {"name": "model-repository", "mountPath": "/models"},
+        {"name": "model-config", "mountPath": "/config", "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if opts.model_uri is not None and opts.model_uri.lower().startswith("pvc://"):
+        mounts.append({"name": "model-source", "mountPath": "/mnt/model-source", "readOnly": True})
+    fetch_mb = "512Mi" if image == opts.storage_initializer_image else "256Mi"
     return {
         "name": "fetch-model",
-        "image": opts.fetch_image,
+        "image": image,
         "command": ["sh", "-c", script],
         "env": env,
-        "resources": {
-            "requests": {"cpu": "250m", "memory": "256Mi"},
-            "limits": {"cpu": "250m", "memory": "256Mi"},
+        "resources": {  # KServe's storage initializer (Python, cloud SDKs) needs more
+            "requests": {"cpu": "250m", "memory": fetch_mb},
+            "limits": {"cpu": "250m", "memory": fetch_mb},
         },
         "securityContext": container_security_context(),
-        "volumeMounts": [
-            {"name": "model-repository", "mountPath": "/models"},
-            {"name": "model-config", "mountPath": "/config", "readOnly": True},
-        ],
+        "volumeMounts": mounts,
     }
 
 
@@ -285,7 +366,7 @@ def _pod_spec(spec: DeploymentSpec, opts: ManifestOptions, config_map: str) -> d
         ],
     }
     pod: dict[str, Any] = {
-        "securityContext": _pod_security(),
+        "securityContext": pod_security_context(),
         "automountServiceAccountToken": False,
         "initContainers": [_fetch_container(spec, opts)],
         "containers": [triton],
@@ -296,6 +377,9 @@ def _pod_spec(spec: DeploymentSpec, opts: ManifestOptions, config_map: str) -> d
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
         ],
     }
+    if opts.model_uri is not None and opts.model_uri.lower().startswith("pvc://"):
+        claim = {"claimName": _pvc(opts.model_uri)[0], "readOnly": True}
+        pod["volumes"].append({"name": "model-source", "persistentVolumeClaim": claim})
     if spec.uses_gpu:
         pod["nodeSelector"] = {opts.gpu_label: opts.gpu_label_value(str(spec.gpu_type))}
         pod["tolerations"] = [
@@ -413,7 +497,7 @@ def _load_job(
             "spec": {
                 "restartPolicy": "Never",
                 "automountServiceAccountToken": False,
-                "securityContext": _pod_security(),
+                "securityContext": pod_security_context(),
                 "containers": [container],
                 "volumes": [
                     {"name": "locustfile", "configMap": {"name": f"{name}-locust"}},
@@ -518,58 +602,39 @@ def _definitions() -> dict[str, Any]:
     )
 
 
-def _validate_fragment(value: Any, definition: str, where: str) -> None:
-    """Validate ``value`` against one core type of the strict schemas (e.g. ObjectMeta)."""
+#: KServe's InferenceService schema (the part autoconf emits, strict; see its ``$comment``).
+INFERENCE_SERVICE_SCHEMA = Path(__file__).parent / "schemas" / "inferenceservice-v1beta1.json"
+
+
+def _validate_inference_service(doc: Mapping[str, Any]) -> None:
+    """KServe's CRD has no schema in kubernetes-validate: validate against the subset of its
+    openAPIV3Schema shipped as :data:`INFERENCE_SERVICE_SCHEMA` (unknown fields are errors),
+    with its core Kubernetes types (metadata, resources, volumes, ...) from the strict schemas."""
+    import json
+
     import jsonschema
     from referencing import Registry, Resource
 
     defs = _definitions()
     registry = Resource.from_contents(defs) @ Registry()
-    schema = {"$ref": f"{defs['$id']}#/$defs/{definition}"}
+    schema = json.loads(INFERENCE_SERVICE_SCHEMA.read_text())
+    name = doc.get("metadata", {}).get("name", "?")
     try:
-        jsonschema.Draft202012Validator(schema, registry=registry).validate(value)
+        jsonschema.Draft202012Validator(schema, registry=registry).validate(dict(doc))
     except jsonschema.ValidationError as exc:
         path = ".".join(str(p) for p in exc.path)
-        raise StressError(f"invalid {where}: {path}: {exc.message}") from None
-
-
-def _validate_inference_service(doc: Mapping[str, Any]) -> None:
-    """KServe's CRD has no schema in kubernetes-validate: check the shape, and validate the
-    parts that are core Kubernetes types (metadata, resources, securityContext) strictly."""
-    name = doc.get("metadata", {}).get("name", "?")
-    where = f"InferenceService {name}"
-    if doc.get("apiVersion") != "serving.kserve.io/v1beta1":
-        raise StressError(f"{where}: apiVersion must be serving.kserve.io/v1beta1")
-    _validate_fragment(
-        doc.get("metadata", {}),
-        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-        f"{where} metadata",
-    )
-    predictor = doc.get("spec", {}).get("predictor")
-    model = (predictor or {}).get("model")
-    if not isinstance(model, dict) or not model.get("storageUri") or not model.get("modelFormat"):
-        raise StressError(f"{where}: spec.predictor.model needs modelFormat and storageUri")
-    if "resources" in model:
-        _validate_fragment(
-            model["resources"], "io.k8s.api.core.v1.ResourceRequirements", f"{where} resources"
-        )
-    if "securityContext" in model:
-        _validate_fragment(
-            model["securityContext"],
-            "io.k8s.api.core.v1.SecurityContext",
-            f"{where} securityContext",
-        )
-    for key in ("minReplicas", "maxReplicas"):
-        if key in predictor and not (isinstance(predictor[key], int) and predictor[key] >= 0):
-            raise StressError(f"{where}: spec.predictor.{key} must be a non-negative integer")
+        raise StressError(f"invalid InferenceService {name}: {path}: {exc.message}") from None
+    model = doc["spec"]["predictor"].get("model") or {}
+    if not model.get("storageUri"):
+        raise StressError(f"invalid InferenceService {name}: spec.predictor.model.storageUri unset")
 
 
 def validate_manifests(
     docs: Iterable[Mapping[str, Any]], version: str = KUBERNETES_VERSION
 ) -> None:
     """Validate every document against the Kubernetes ``version`` schemas, strictly (unknown
-    fields are errors), offline. KServe InferenceServices get a partial check (see
-    :func:`_validate_inference_service`). Raises :class:`StressError` naming the document."""
+    fields are errors), offline; KServe InferenceServices against the shipped subset of their
+    CRD's schema (see :func:`_validate_inference_service`). Raises :class:`StressError` naming the document."""
     import kubernetes_validate
 
     for doc in docs:

@@ -108,30 +108,23 @@ def test_model_is_embedded_when_small_and_fetched_from_uri_otherwise(model: Path
     cm, dep, _ = render_trial_manifests(_spec(model), "x", opts)
     init = dep["spec"]["template"]["spec"]["initContainers"][0]
     assert "binaryData" not in cm
-    assert init["env"] == [{"name": "MODEL_URI", "value": "https://models.example/tiny.onnx"}]
+    assert {"name": "MODEL_URI", "value": "https://models.example/tiny.onnx"} in init["env"]
     validate_manifests([cm, dep])
 
 
 @pytest.mark.parametrize("gpu", ["cpu", "H100"])
-def test_plan_manifests_with_hpa_and_kserve_are_valid(model: Path, gpu: str) -> None:
+def test_plan_manifests_with_hpa_are_valid(model: Path, gpu: str) -> None:
     docs = render_plan_manifests(
         _spec(model, gpu_type=gpu, replicas=3),
         image="nvcr.io/nvidia/tritonserver:24.08-py3",
         namespace="prod",
         hpa_max_replicas=9,
-        kserve=True,
         target_rps=120.0,
         slo_p99_ms=50.0,
     )
     validate_manifests(docs)
     kinds = [d["kind"] for d in docs]
-    assert kinds == [
-        "ConfigMap",
-        "Deployment",
-        "Service",
-        "HorizontalPodAutoscaler",
-        "InferenceService",
-    ]
+    assert kinds == ["ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"]
     hpa = docs[3]
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 9)
@@ -140,18 +133,82 @@ def test_plan_manifests_with_hpa_and_kserve_are_valid(model: Path, gpu: str) -> 
     assert all(d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "autoconf" for d in docs)
 
 
+@pytest.mark.parametrize("gpu", ["cpu", "H100"])
+def test_kserve_replaces_the_deployment_and_carries_the_plan(model: Path, gpu: str) -> None:
+    """An InferenceService *instead of* the Deployment, Service and HPA (one deployment of the
+    model): Triton runtime, storage URI, resources, GPU node selector, config.pbtxt mounted."""
+    docs = render_plan_manifests(
+        _spec(model, gpu_type=gpu, replicas=3, batch_size=16),
+        namespace="prod",
+        kserve=True,
+        model_uri="gs://models/tiny",
+        slo_p99_ms=50.0,
+    )
+    validate_manifests(docs)
+    assert [d["kind"] for d in docs] == ["ConfigMap", "InferenceService"]
+    cm, isvc = docs
+    assert "binaryData" not in cm and "max_batch_size: 16" in cm["data"]["config.pbtxt"]
+    pred = isvc["spec"]["predictor"]
+    assert pred["model"]["runtime"] == "kserve-tritonserver"
+    assert pred["model"]["storageUri"] == "gs://models/tiny"
+    assert pred["model"]["resources"]["limits"]["cpu"]
+    assert {"name": "triton-config", "configMap": {"name": cm["metadata"]["name"]}} in pred[
+        "volumes"
+    ]
+    assert "/config/config.pbtxt" in pred["model"]["command"][2]
+    assert ("nodeSelector" in pred) == (gpu != "cpu")
+    with pytest.raises(StressError, match="storage URI"):
+        render_plan_manifests(_spec(model), kserve=True)
+
+
 def test_invalid_documents_are_rejected_with_one_line(model: Path) -> None:
-    docs = render_plan_manifests(_spec(model), kserve=True)
+    docs = render_plan_manifests(_spec(model))
     bad = yaml.safe_load(yaml.safe_dump(docs[1]))
     bad["spec"]["template"]["spec"]["containers"][0]["resourcez"] = {}
     with pytest.raises(StressError, match="invalid Deployment .*resourcez"):
         validate_manifests([bad])
-    bad_isvc = yaml.safe_load(yaml.safe_dump(docs[-1]))
+    isvc = render_plan_manifests(_spec(model), kserve=True, model_uri="s3://b/m.onnx")[-1]
+    bad_isvc = yaml.safe_load(yaml.safe_dump(isvc))
     bad_isvc["spec"]["predictor"]["model"]["securityContext"]["runAsUserr"] = 1
     with pytest.raises(StressError, match="InferenceService .*securityContext"):
         validate_manifests([bad_isvc])
+    bad_isvc = yaml.safe_load(yaml.safe_dump(isvc))
+    bad_isvc["spec"]["predictor"]["modell"] = bad_isvc["spec"]["predictor"].pop("model")
+    with pytest.raises(StressError, match="InferenceService .*modell"):
+        validate_manifests([bad_isvc])  # the CRD's fields, strictly: not only its kind
     with pytest.raises(StressError, match="no schema"):
         validate_manifests([{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {}}])
+
+
+@pytest.mark.parametrize(
+    ("uri", "image"),
+    [
+        ("s3://bucket/models/m.onnx", "kserve/storage-initializer"),
+        ("gs://bucket/m", "kserve/storage-initializer"),
+        ("https://m.example/m.onnx?sig=a&exp=1", "curlimages/curl"),
+        ("pvc://model-store/team/m", "curlimages/curl"),
+    ],
+)
+def test_every_model_uri_scheme_reaches_the_pod(model: Path, uri: str, image: str) -> None:
+    cm, dep, _ = render_trial_manifests(_spec(model), "x", ManifestOptions(model_uri=uri))
+    validate_manifests([cm, dep])
+    pod = dep["spec"]["template"]["spec"]
+    init = pod["initContainers"][0]
+    assert init["image"].startswith(image) and "binaryData" not in cm
+    claims = [v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == ([{"claimName": "model-store", "readOnly": True}] if "pvc" in uri else [])
+    if "pvc" in uri:
+        assert "/mnt/model-source/team/m" in init["command"][2]
+
+
+@pytest.mark.parametrize(
+    "uri", ["ftp://h/m.onnx", "s3://", "s3://b/m onnx", "pvc://Bad_Claim/m", "s3://k:s@b/m"]
+)
+def test_bad_model_uris_are_refused(uri: str) -> None:
+    from stress import check_model_uri
+
+    with pytest.raises(StressError, match="model URI"):
+        check_model_uri(uri)
 
 
 def test_example_rbac_is_valid() -> None:

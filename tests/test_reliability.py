@@ -31,7 +31,7 @@ def env(tmp_path, monkeypatch):
         return real(name, space, **options)
 
     monkeypatch.setattr(backends, "get_backend", get_backend)
-    monkeypatch.setattr(search, "profile_model", lambda path: FakeProfile())
+    monkeypatch.setattr(search, "profile_model", lambda path, dims=None: FakeProfile())
     model = tmp_path / "model.onnx"
     model.write_bytes(b"not read by the double")
     return tmp_path, model
@@ -196,8 +196,9 @@ def test_every_empty_dir_has_a_size_limit(relu_model, gpu):
     docs += render_load_manifests(spec, "t-1-l", LoadJobSpec("http://t-1:8000", 5, 1, workers=2))
     docs += render_plan_manifests(
         spec, image="nvcr.io/nvidia/tritonserver:24.08-py3", namespace="prod",
-        hpa_max_replicas=4, kserve=True, target_rps=10.0, slo_p99_ms=50.0,
+        hpa_max_replicas=4, target_rps=10.0, slo_p99_ms=50.0,
     )  # fmt: skip
+    docs += render_plan_manifests(spec, kserve=True, model_uri="s3://bucket/m.onnx")
     volumes = list(_empty_dirs(docs))
     assert len(volumes) >= 6
     assert all(v["emptyDir"].get("sizeLimit") for v in volumes), volumes

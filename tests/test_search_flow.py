@@ -33,7 +33,7 @@ def env(tmp_path, monkeypatch):
         return real(name, space, **options)
 
     monkeypatch.setattr(backends, "get_backend", get_backend)
-    monkeypatch.setattr(search, "profile_model", lambda path: FakeProfile())
+    monkeypatch.setattr(search, "profile_model", lambda path, dims=None: FakeProfile())
     monkeypatch.setattr(cli, "COMMANDS", ["search", "validate"])
     model = tmp_path / "model.onnx"
     model.write_bytes(b"not read by the double")

@@ -24,7 +24,7 @@ def _patch(mp: pytest.MonkeyPatch) -> None:
             QueueDouble(space, **o) if name == "double" else real(name, space, **o)
         ),
     )
-    mp.setattr(search, "profile_model", lambda path: FakeProfile())
+    mp.setattr(search, "profile_model", lambda path, dims=None: FakeProfile())
     mp.setattr(cli, "COMMANDS", ["search", "validate"])
 
 

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="value of a symbolic dimension (repeatable); defaults: batch 1, sequence 128",
+        help="value of a symbolic dimension (repeatable; an unknown name is an error); "
+        "defaults: batch 1, sequence 128",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run)
@@ -42,7 +43,9 @@ def parse_dims(items: list[str]) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    prof = kops.profile(args.model, parse_dims(args.dim))
+    from .._dims import check_dims
+
+    prof = kops.profile(args.model, check_dims(args.model, parse_dims(args.dim)))
     if args.json:
         json.dump(prof.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")

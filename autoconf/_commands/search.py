@@ -12,6 +12,7 @@ from .._errors import UserError
 from .._input import out_dir, rate_rps
 from .._secrets import redact
 from ._args import add_options_flag, parse_duration_s, parse_latency_ms, parse_options
+from ._plan_args import add_dim_flag, add_manifest_flags, dims, manifest_settings
 
 #: ``--example`` defaults: a tiny model, a loose SLO and a short budget that finish in a few
 #: minutes on a laptop with the local backend. Without ``--qps`` the example looks for the most
@@ -97,8 +98,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     add_options_flag(p, "--backend-option", "passed to the backend (repeatable)")
-    p.add_argument(
-        "--kserve", action="store_true", help="also write a KServe InferenceService manifest"
+    add_dim_flag(p, "used for the profile and the requests, and kept in the plan")
+    add_manifest_flags(
+        p,
+        "a KServe InferenceService instead of the Deployment, Service and HPA (needs --model-uri)",
     )
     p.add_argument("--no-progress", action="store_true", help="no live display: one line per trial")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -160,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
         command=redact("autoconf " + shlex.join(sys.argv[1:])),
         progress=not args.no_progress,
         quiet=args.quiet,
-        kserve=args.kserve,
+        dims=dims(args),
+        manifest=manifest_settings(args),
     )
     if args.quiet:  # warnings too: nothing but errors
         logging.getLogger().setLevel(logging.ERROR)
@@ -179,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"plan: {result.chosen.key()}  ${v.cost_per_hour:,.4f}/h  "
             f"p99 {v.p99_ms or 0:,.1f} ms at {v.throughput_rps or 0:,.1f} requests/s "
-            "(re-measured)"
+            + ("(simulated)" if args.backend == "sim" else "(re-measured)")
         )
         print(
             f"wrote {result.plan_path}, {len(result.manifests)} manifests, "

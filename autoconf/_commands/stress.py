@@ -26,9 +26,11 @@ from .._input import (
     deployer_options,
     number,
     rate_rps,
+    reachable_model,
     request_bytes,
 )
 from ._args import add_options_flag, parse_duration_s, parse_latency_ms, parse_options
+from ._plan_args import add_dim_flag, dims
 
 #: field -> (maximum, whole number, zero allowed): every number of a config has a bound.
 _NUMBER_FIELDS: dict[str, tuple[float, bool, bool]] = {
@@ -95,6 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_options_flag(
         p, "--option", "deployer option (e.g. generator_processes=2, namespace=ml); repeatable"
     )
+    add_dim_flag(p, "defaults: batch 1, sequence 128")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=run)
 
@@ -144,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.is_file():
         raise UserError(f"no such model file: {model}")
-    options["dims"] = _model_dims(model, options.get("dims"), int(fields.get("batch_size", 1)))
+    given = {**options.get("dims", {}), **dims(args)}
+    options["dims"] = _model_dims(model, given, int(fields.get("batch_size", 1)))
     spec = stress.DeploymentSpec(
         model_path=model,
         model_name=stress.model_name(model.stem),
@@ -158,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             options["runtime"] = args.runtime
     else:  # what it leaves behind is found by ``autoconf cleanup``
         options["labels"] = LABELS
+        reachable_model(model, options.get("model_uri"), "--option model_uri=URI")
     deployer = stress.get_deployer(args.backend, **options)
     with deployer.deploy(spec) as dep:
         if args.capacity:
@@ -204,7 +209,9 @@ def _model_dims(model: Path, dims: dict[str, int] | None, batch_size: int) -> di
     given ``dims``, else kops' defaults (batch 1, sequence 128); an unnamed one is refused."""
     import kops
 
-    prof = kops.profile(model, dims)
+    from .._dims import check_dims
+
+    prof = kops.profile(model, check_dims(model, dims))
     request_bytes(prof.inputs, prof.dims, batch_size)
     return dict(prof.dims)
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ._args import add_options_flag, parse_duration_s, parse_options
+from ._plan_args import add_dim_flag, dims
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--duration", metavar="TIME", help="load duration, e.g. 10s (default: the plan's)"
     )
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML result")
+    add_dim_flag(p, "default: the dims the plan was measured at")
     p.set_defaults(func=run)
 
 
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         backend_options=parse_options(args.backend_option, "--backend-option"),
         duration_s=parse_duration_s(args.duration, "--duration") if args.duration else None,
+        dims=dims(args),
     )
     m = result.measurement
     plan = result.plan

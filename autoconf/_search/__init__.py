@@ -23,7 +23,9 @@ import optuna
 
 import kops
 
+from .. import _input
 from .. import _record as record
+from .._dims import check_dims
 from .._objective import Objective
 from .._plan import sha256_of, write_plan
 from .._progress import SearchProgress
@@ -49,9 +51,16 @@ from ._stores import (
 logger = logging.getLogger(__name__)
 
 
-def profile_model(model_path: Path) -> Any:
-    """The kops profile of a model file (what the prior and the sim backend read)."""
-    return kops.profile(model_path)
+def profile_model(model_path: Path, dims: dict[str, int] | None = None) -> Any:
+    """The kops profile of a model file at its symbolic ``dims`` (what the prior and the sim
+    backend read)."""
+    return kops.profile(model_path, dims or None)
+
+
+def takes_dims(backend: str) -> bool:
+    """Whether ``backend`` sends requests (a live backend): it is then given the dims."""
+    schema = _input.BACKEND_OPTIONS.get(backend)
+    return schema is not None and "dims" in schema.model_fields
 
 
 def _features(profile: Any) -> Any:
@@ -68,13 +77,17 @@ def run_search(opts: SearchOptions) -> SearchResult:
     """Run (or resume) one search and write its outputs into ``opts.out_dir``."""
     started = time.monotonic()
     model_path = check_options(opts)
+    dims = check_dims(model_path, {**opts.backend_options.get("dims", {}), **opts.dims})
+    profile = profile_model(model_path, dims)
+    opts.dims = dict(getattr(profile, "dims", dims))  # every symbolic dim, valued
+    if takes_dims(opts.backend):  # the requests carry the shapes the profile was made at
+        opts.backend_options["dims"] = dict(opts.dims)
     space, space_notes = _hostable(opts, load_space(opts.space))
     objective = Objective(slo_p99_ms=opts.slo_p99_ms, target_rps=opts.target_rps)
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     storage = opts.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     sha = sha256_of(model_path)
-    profile = profile_model(model_path)
     features = _features(profile)
     kb = open_knowledge_base(opts.knowledge)
     kb_name = kb_model_name(model_path, sha)
@@ -206,7 +219,7 @@ def _finish(
         plan = build_plan(so, records, chosen, remeasured.rejected)
         result.plan_path = write_plan(so.out / "plan.yaml", plan)
         result.manifests, note = write_manifests(
-            so.out, so.model_path, chosen.record.config, plan, so.opts.kserve
+            so.out, so.model_path, chosen.record.config, plan, so.opts.manifest, so.profile
         )
         if note:
             notes.append(note)

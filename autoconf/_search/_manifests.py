@@ -1,30 +1,75 @@
-"""Writes the plan's Kubernetes manifests (rendered by ``autoconf._manifests``, checked against the real schemas)."""
+"""Writes the plan's Kubernetes manifests (rendered by ``autoconf._manifests``, checked against
+the real schemas), for a search and for ``autoconf manifests plan.yaml``.
+
+Manifests that could not start (a model too big for a ConfigMap and no ``--model-uri``) are
+not written: the caller is told in one line how to render them.
+"""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from .._deployment import deployment_spec, model_memory_mb
+from .._manifests import ManifestSettings
 from .._plan import Plan
 from .._types import Config
 
+#: The files a previous render wrote (``00-configmap.yaml``...): removed before a new one, so
+#: that ``kubectl apply -f manifests/`` never applies a stale object beside the new ones.
+_WRITTEN = "[0-9][0-9]-*.yaml"
+
+
+def render_hint(plan_path: Path, settings: ManifestSettings) -> str:
+    """The command that renders the manifests once the model is stored somewhere."""
+    args = ["autoconf", "manifests", str(plan_path), "--model-uri", "s3://BUCKET/PATH/model.onnx"]
+    if settings.namespace != "default":
+        args += ["--namespace", settings.namespace]
+    if settings.image:
+        args += ["--image", settings.image]
+    if settings.kserve:
+        args.append("--kserve")
+    return shlex.join(args).replace("s3://BUCKET/PATH/model.onnx", "URI")
+
 
 def write_manifests(
-    out: Path, model_path: Path, config: Config, plan: Plan, kserve: bool = False
+    out: Path,
+    model_path: Path,
+    config: Config,
+    plan: Plan,
+    settings: ManifestSettings | None = None,
+    profile: Any = None,
+    plan_path: Path | None = None,
 ) -> tuple[list[Path], str | None]:
-    """Render the plan's Kubernetes manifests and check them against the real schemas."""
+    """Render the plan's manifests into ``out/manifests`` and check them against the real
+    schemas; returns the files written and, when none could be, the one line saying why and
+    how to render them."""
     import stress
 
-    from .._deployment import deployment_spec
     from .._manifests import render_plan_manifests
 
-    spec = deployment_spec(config, model_path)
+    settings = settings or ManifestSettings()
+    spec = deployment_spec(config, model_path, memory_mb=model_memory_mb(profile, config))
+    mdir = out / "manifests"
+    for old in mdir.glob(_WRITTEN) if mdir.is_dir() else []:
+        old.unlink()
+    missing = settings.missing(spec)
+    if missing is not None:
+        hint = render_hint(plan_path or out / "plan.yaml", settings)
+        return [], f"no manifests written: {missing}; store it and run: {hint}"
     docs = render_plan_manifests(
-        spec, kserve=kserve, target_rps=plan.load.target_rps, slo_p99_ms=plan.slo.p99_ms
+        spec,
+        image=settings.image,
+        namespace=settings.namespace,
+        kserve=settings.kserve,
+        options=settings.options(),
+        target_rps=plan.load.target_rps,
+        slo_p99_ms=plan.slo.p99_ms,
     )
     stress.validate_manifests(docs)
-    mdir = out / "manifests"
     mdir.mkdir(exist_ok=True)
     paths = []
     for i, doc in enumerate(docs):

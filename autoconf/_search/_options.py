@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import _input
 from .._errors import UserError
+from .._manifests import ManifestSettings
 from .._report import TrialRecord, closest
 from .._types import Config, Measurement
 
@@ -35,7 +36,10 @@ class SearchOptions:
     command: str = ""
     progress: bool = True  # the live display (else one line per trial)
     quiet: bool = False  # no progress at all
-    kserve: bool = False  # also write a KServe InferenceService
+    #: values of the model's symbolic input dims (``--dim``): the profile's and the requests'
+    dims: dict[str, int] = field(default_factory=dict)
+    #: what the plan's manifests say beyond the config (``--model-uri``, ``--namespace``, ...)
+    manifest: ManifestSettings = field(default_factory=lambda: ManifestSettings())
 
     def validate_s(self) -> float:
         """How long each re-measurement runs (twice a search measurement by default)."""
@@ -78,4 +82,22 @@ def check_options(opts: SearchOptions) -> Path:
     model_path = Path(opts.model_path)
     if not model_path.is_file():
         raise UserError(f"model file {str(model_path)!r} not found")
+    if opts.backend == "kubernetes":
+        _cluster_settings(opts, model_path)
     return model_path
+
+
+def _cluster_settings(opts: SearchOptions, model_path: Path) -> None:
+    """The Kubernetes backend's trials get the manifests' model URI, namespace and image; a
+    model its pods cannot get (too big for a ConfigMap, no URI) is refused here, before the
+    search makes any cluster call."""
+    bo, ms = opts.backend_options, opts.manifest
+    uri = _input.model_uri(bo.get("model_uri"), "--backend-option model_uri") or ms.model_uri
+    _input.reachable_model(model_path, uri, "--model-uri")
+    if uri is not None:
+        bo["model_uri"] = uri
+        opts.manifest = replace(ms, model_uri=ms.model_uri or uri)
+    if ms.namespace != "default":
+        bo.setdefault("namespace", ms.namespace)
+    if ms.image:
+        bo.setdefault("image", ms.image)

@@ -123,6 +123,21 @@ def _kops_profile(profile: Any) -> dict[str, Any] | None:
         return None
 
 
+#: Backends whose figures come from a model, not a deployment.
+SIMULATED_BACKENDS = frozenset({"sim"})
+
+
+def _basis(backend: str) -> str:
+    """What the plan's figures are, in words (the simulator's precision assumption named)."""
+    if backend in SIMULATED_BACKENDS:
+        from .._simulator import PRECISION_NOTE
+
+        return f"simulated: {PRECISION_NOTE}"
+    if backend == "replay":
+        return "replayed from measured tables"
+    return "measured"
+
+
 def build_plan(
     so: SearchOutput, records: list[TrialRecord], chosen: Chosen, rejected: set[str]
 ) -> Plan:
@@ -131,20 +146,32 @@ def build_plan(
     sfile = space_path(opts.space)
     config = chosen.record.config
     runners = [r for r in ranked(records, so.objective, set()) if r.config != config]
+    simulated = opts.backend in SIMULATED_BACKENDS
     return Plan(
         autoconf_plan=PLAN_FORMAT,
-        model=PlanModel(name=so.model_path.stem, path=_rel(so.model_path, out), sha256=so.sha),
+        model=PlanModel(
+            name=so.model_path.stem,
+            path=_rel(so.model_path, out),
+            sha256=so.sha,
+            dims=dict(opts.dims),
+            precision="fp32",
+            **({"uri": opts.manifest.model_uri} if opts.manifest.model_uri else {}),
+        ),
         slo=PlanSlo(p99_ms=opts.slo_p99_ms),
         load=PlanLoad(target_rps=round(chosen.target_rps, 3), duration_s=opts.validate_s()),
         config=config.to_dict(),
         cost_per_hour=round(space.cost_per_hour(config), 6),
         measured=PlanMeasured(
-            source="re-measured at the target load before this plan was written",
+            source=(
+                "simulated at the target load (sim backend: not a measurement)"
+                if simulated
+                else "re-measured at the target load before this plan was written"
+            ),
             **_metrics(chosen.validation),
             **_trust(chosen.validation),
         ),
         predicted=PlanMeasured(
-            source=f"search trial #{chosen.record.number}",
+            source=f"{'simulated ' if simulated else ''}search trial #{chosen.record.number}",
             **_metrics(chosen.record.measurement),
             **_trust(chosen.record.measurement),
         ),
@@ -173,7 +200,9 @@ def build_plan(
             sampler=so.sampler_name,
             study=PlanStudy(name=so.study_name, storage=redact(so.storage)),
             configs_measured=len(records),
-            search_duration_s=opts.duration_s,
+            stress_test_duration_s=opts.duration_s,
+            search_wall_s=round(time.monotonic() - so.started, 1),
+            basis=_basis(opts.backend),
             command=redact(opts.command) if opts.command else opts.command,
         ),
     )

@@ -36,6 +36,7 @@ class KubernetesBackend(LiveBackend):
 
     name = "kubernetes"
     deployer_name = "kubernetes"
+    sizes_memory = True
 
     def __init__(self, space: SearchSpace, **options: Any) -> None:
         for key, kind in _NUMERIC.items():

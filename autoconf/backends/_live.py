@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import stress
 
-from .._deployment import deployment_spec
+from .._deployment import deployment_spec, model_memory_mb
 from .._errors import UserError
 from .._space import SearchSpace
 from .._types import Config, Load, Measurement
@@ -49,6 +49,9 @@ class LiveBackend(Backend):
     """
 
     deployer_name: ClassVar[str]
+    #: Whether each deployment requests the model's memory (:func:`model_memory_mb`): where it
+    #: is a container's request and limit (Kubernetes), not a local address-space limit.
+    sizes_memory: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -82,6 +85,7 @@ class LiveBackend(Backend):
             profile.path,
             model_name=str(getattr(profile, "name", "") or "model"),
             labels={"study": self.study, "trial": str(trial)},
+            memory_mb=model_memory_mb(profile, config) if self.sizes_memory else None,
         )
 
     def feasible_space(self) -> tuple[SearchSpace, list[str]]:
