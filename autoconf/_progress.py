@@ -20,8 +20,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ._notation import short as short_config
 from ._objective import Objective
-from ._report import short as short_config
 from ._study import Evaluation
 from ._types import Config
 

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 
 from . import _record as record
+from ._notation import LEGEND, again, short
 from ._objective import Objective
 from ._secrets import redact
 from ._types import Config, Measurement
@@ -149,12 +150,6 @@ def _si(v: float) -> str:
     return f"{v:,.0f}"
 
 
-def again(ctx: ReportContext) -> str:
-    """What the chosen config's second look was: simulated (the ``sim`` backend measures
-    nothing) or re-measured."""
-    return "simulated" if ctx.backend == "sim" else "re-measured"
-
-
 def model_summary(profile: Any) -> dict[str, Any]:
     """What the report shows of a kops profile: FLOPs, parameters, key operators; empty (never
     an error) for a profile without them (the table backends' stand-ins)."""
@@ -170,38 +165,6 @@ def model_summary(profile: Any) -> dict[str, Any]:
     except (AttributeError, TypeError, ValueError):
         pass
     return out
-
-
-#: The config notation of every table and plot, one (prefix, meaning) per dimension.
-LEGEND = (
-    ("bs8", "batch size: the server batches up to 8 requests into one inference"),
-    ("T4, L4, cpu", "accelerator type per replica (cpu: no GPU)"),
-    ("x2", "replicas: 2 copies of the server behind one service"),
-    ("4c", "CPU cores per replica"),
-    ("i2", "model instances per replica (per GPU): concurrent executions"),
-    ("q5ms", "maximum queue delay: how long a request may wait for its batch to fill"),
-    ("m8GB, s50%", "GPU memory and share of a fractional GPU (Falcon spaces only)"),
-)
-
-
-def short(c: Config) -> str:
-    """A config in the report's notation (see :data:`LEGEND`), e.g. ``bs8 T4 x2 4c i2 q5ms``."""
-    d = c.to_dict()
-    parts = [
-        f"bs{d['batch_size']}",
-        str(d["gpu_type"]),
-        f"x{d['replicas']}",
-        f"{d['cpu_cores']:g}c",
-    ]
-    if "instances_per_gpu" in d:
-        parts.append(f"i{d['instances_per_gpu']}")
-    if "max_queue_delay_ms" in d:
-        parts.append(f"q{d['max_queue_delay_ms']:g}ms")
-    if "gpu_mem_gb" in d:
-        parts.append(f"m{d['gpu_mem_gb']:g}GB")
-    if "gpu_share_pct" in d:
-        parts.append(f"s{d['gpu_share_pct']}%")
-    return " ".join(parts)
 
 
 _CSS = """
@@ -325,10 +288,10 @@ def _runners_up(records: Sequence[TrialRecord], ctx: ReportContext, n: int = 5) 
         "<th>cost $/h</th><th>p99 ms</th><th>throughput rps</th><th>capacity rps</th>"
         "<th class='l'>re-measured</th></tr>"
     ]
-    for i, r in rows[:n]:
+    for _, r in rows[:n]:
         m = r.measurement
         out.append(
-            f"<tr><td>{i}</td><td class='l'>{e(short(r.config))}</td>"
+            f"<tr><td>{r.number}</td><td class='l'>{e(short(r.config))}</td>"
             f"<td>{e(_objective_text(obj, m))}</td><td>{_num(m.cost_per_hour, '', 4)}</td>"
             f"<td>{_num(m.p99_ms)}</td><td>{_num(m.throughput_rps)}</td>"
             f"<td>{_num(m.capacity_rps)}</td>"
@@ -356,9 +319,12 @@ def _outcome_card(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
                     "validated at",
                     f"{ctx.validated_rps:,.1f} requests/s" if ctx.validated_rps else "–",
                 ),
-                (f"{again(ctx)} p99", _num(v.p99_ms, " ms")),
-                (f"{again(ctx)} p50 / p95", f"{_num(v.p50_ms, ' ms')} / {_num(v.p95_ms, ' ms')}"),
-                (f"{again(ctx)} throughput", _num(v.throughput_rps, " requests/s")),
+                (f"{again(ctx.backend)} p99", _num(v.p99_ms, " ms")),
+                (
+                    f"{again(ctx.backend)} p50 / p95",
+                    f"{_num(v.p50_ms, ' ms')} / {_num(v.p95_ms, ' ms')}",
+                ),
+                (f"{again(ctx.backend)} throughput", _num(v.throughput_rps, " requests/s")),
                 ("error rate", _num(100 * v.error_rate, " %", 2)),
             ]
         parts += [f"<b>{e(k)}</b><span>{e(str(val))}</span>" for k, val in rows]
@@ -442,7 +408,7 @@ def _trials_table(records: Sequence[TrialRecord], ctx: ReportContext) -> list[st
         )
         verdict = "yes" if r.feasible else ("failed: " + (m.error or "")[:60] if not m.ok else "no")
         parts.append(
-            f"<tr class='{cls}'><td>{i}</td><td class='l'>{e(short(r.config))}</td>"
+            f"<tr class='{cls}'><td>{r.number}</td><td class='l'>{e(short(r.config))}</td>"
             f"<td>{_num(m.cost_per_hour, '', 4)}</td><td>{_num(m.p50_ms)}</td>"
             f"<td>{_num(m.p95_ms)}</td><td>{_num(m.p99_ms)}</td><td>{_num(m.throughput_rps)}</td>"
             f"<td>{_num(m.capacity_rps)}</td><td>{_num(100 * m.error_rate, ' %', 1)}</td>"

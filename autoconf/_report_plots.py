@@ -12,6 +12,8 @@ import io
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._notation import again, short
+
 if TYPE_CHECKING:
     from ._report import ReportContext, TrialRecord
 
@@ -68,10 +70,9 @@ def _same(values: Sequence[float]) -> bool:
     return hi - lo <= SAME_X * max(abs(hi), 1e-9)
 
 
-def _label(r: TrialRecord, index: int) -> str:
-    from ._report import short
-
-    return f"#{index} {short(r.config)}"
+def _label(r: TrialRecord) -> str:
+    """A point's label: the study's trial number (as in the tables, plan.yaml, trials.csv)."""
+    return f"#{r.number} {short(r.config)}"
 
 
 def _trajectory(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> Any:
@@ -94,7 +95,9 @@ def _trajectory(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) ->
     for i, r in enumerate(records, start=1):
         if r.value is not None and (best is None or obj.better(r.value, best)):
             best = r.value
-            ax.annotate(f"#{i}", (i, best), textcoords="offset points", xytext=(4, 6), fontsize=8)
+            ax.annotate(
+                f"#{r.number}", (i, best), textcoords="offset points", xytext=(4, 6), fontsize=8
+            )
         if best is not None:
             bx.append(i)
             by.append(best)
@@ -179,8 +182,8 @@ def _pareto(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> Any
     front = pareto_front(pts, higher_better=by_capacity)
     ax.plot([c for c, _, _ in front], [y for _, y, _ in front], color=BLUE, lw=1.2, ls="--",
             label="Pareto front: nothing both cheaper and better", zorder=1)  # fmt: skip
-    for c, y, (i, r) in front[:8]:
-        ax.annotate(_label(r, i), (c, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for c, y, (_, r) in front[:8]:
+        ax.annotate(_label(r), (c, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     chosen = [(c, y) for c, y, (_, r) in pts if ctx.chosen is not None and r.config == ctx.chosen]
     if chosen:
         ax.scatter(*zip(*chosen), marker="*", s=200, color=BLUE, label="chosen", zorder=4)
@@ -241,10 +244,10 @@ def _latency(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> An
     v = ctx.chosen_validation
     if v is not None and v.p99_ms is not None:
         ax.scatter([v.throughput_rps or 0], [v.p99_ms], marker="*", s=180, color=BLUE,
-                   label=f"chosen ({again(ctx)})", zorder=4)  # fmt: skip
+                   label=f"chosen ({again(ctx.backend)})", zorder=4)  # fmt: skip
     top = sorted(ok, key=lambda t: -(t[1].measurement.throughput_rps or 0.0))[:3]
-    for i, r in top:
-        ax.annotate(_label(r, i), (r.measurement.throughput_rps or 0.0, r.measurement.p99_ms),
+    for _, r in top:
+        ax.annotate(_label(r), (r.measurement.throughput_rps or 0.0, r.measurement.p99_ms),
                     textcoords="offset points", xytext=(5, 4), fontsize=8)  # fmt: skip
     if obj.slo_p99_ms is not None:
         ax.axhline(obj.slo_p99_ms, color=RED, ls="--", lw=1, label=f"SLO p99 {obj.slo_p99_ms:g} ms")
@@ -276,7 +279,7 @@ def _percentiles(plt: Any, ok: list[tuple[int, TrialRecord]], ctx: ReportContext
             ax.scatter([m.p50_ms], [y], color=color, marker="|", s=80, zorder=3)
         if m.p95_ms is not None:
             ax.scatter([m.p95_ms], [y], color=color, marker="|", s=50, zorder=3)
-    ax.set_yticks(range(len(rows)), [_label(r, i) for i, r in rows], fontsize=8)
+    ax.set_yticks(range(len(rows)), [_label(r) for _, r in rows], fontsize=8)
     ax.invert_yaxis()
     obj = ctx.objective
     if obj.slo_p99_ms is not None:
@@ -313,7 +316,7 @@ def _objective(plt: Any, records: Sequence[TrialRecord], ctx: ReportContext) -> 
               for _, r in ranked]  # fmt: skip
     values = [v for _, r in ranked if (v := r.value) is not None]
     ax.barh(range(len(ranked)), values, color=colors)
-    ax.set_yticks(range(len(ranked)), [_label(r, i) for i, r in ranked], fontsize=8)
+    ax.set_yticks(range(len(ranked)), [_label(r) for _, r in ranked], fontsize=8)
     ax.invert_yaxis()
     if _spans(values):
         _log(ax, "x")
