@@ -200,7 +200,7 @@ def shared_study(sw: Sweep, rounds: int = 3) -> None:
         tmpdir = sw.tmpdir(f"shared_{r}")
         argvs = [
             CLI + ["search", str(sw.model), "--slo-p99", "50ms", "--backend", "sim", "--budget",
-                   "8", "--storage", storage, "--resume", "--out", str(o), "--knowledge", "none",
+                   "8", "--storage", storage, "--join", "--out", str(o), "--knowledge", "none",
                    "--no-progress"]
             for o in outs
         ]  # fmt: skip

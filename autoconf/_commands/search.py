@@ -84,6 +84,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue an interrupted search; finished stress tests are not re-run",
     )
+    p.add_argument(
+        "--join",
+        action="store_true",
+        help="search one study together with other processes sharing --storage: creates the "
+        "study or joins it, whichever comes first (never a config measured twice)",
+    )
     p.add_argument("--sampler", help="sampler name (default meta where available, else tpe)")
     p.add_argument(
         "--knowledge",
@@ -150,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         storage=args.storage,
         out_dir=out,
         resume=args.resume,
+        join=args.join,
         sampler=args.sampler,
         seed=args.seed,
         knowledge=args.knowledge,
