@@ -28,7 +28,7 @@ from .._input import (
     rate_rps,
     request_bytes,
 )
-from ._args import add_options_flag, parse_duration_s, parse_latency_ms, parse_options
+from ._args import add_backend_options, parse_duration_s, parse_latency_ms, parse_options
 
 #: field -> (maximum, whole number, zero allowed): every number of a config has a bound.
 _NUMBER_FIELDS: dict[str, tuple[float, bool, bool]] = {
@@ -92,9 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--start-rps", type=float, help="first rate of the capacity search")
     p.add_argument("--max-steps", type=int, default=5, help="capacity search steps (default 5)")
     p.add_argument("--ready-timeout", default="60s", help="start-up limit (default 60s)")
-    add_options_flag(
-        p, "--option", "deployer option (e.g. generator_processes=2, namespace=ml); repeatable"
-    )
+    add_backend_options(p, "deployer option (e.g. generator_processes=2, namespace=ml); repeatable")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=run)
 
@@ -140,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
         rate = rate_rps(args.rate)
         check_requests(rate, duration_s + warmup_s)
     fields = parse_config(args.config)
-    options = deployer_options(args.backend, parse_options(args.option, "--option"), "--option")
+    options = deployer_options(
+        args.backend, parse_options(args.backend_option, "--backend-option"), "--backend-option"
+    )
     model = Path(args.model)
     if not model.is_file():
         raise UserError(f"no such model file: {model}")
