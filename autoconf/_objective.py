@@ -31,6 +31,11 @@ class Objective:
         """``"minimize"`` (cost at a target load) or ``"maximize"`` (rps per dollar)."""
         return "minimize" if self.target_rps is not None else "maximize"
 
+    @property
+    def constrained(self) -> bool:
+        """Whether feasibility depends on more than the deployment working (a SLO or a load)."""
+        return self.slo_p99_ms is not None or self.target_rps is not None
+
     def violation(self, m: Measurement) -> float:
         """How far ``m`` is from feasible, 0.0 when feasible (Optuna's constraint convention: <= 0)."""
         if not m.ok or m.error_rate > MAX_ERROR_RATE:

@@ -1,8 +1,13 @@
 """The trial record: what a study stores on its trials and on itself, written and read here only.
 
 A trial's params are a :class:`Config`. A finished trial's user attrs hold the whole
-:class:`Measurement` (``measurement``), its ``violation`` (0 when feasible; what constrained
-samplers read), ``feasible``, and ``repeat`` when it only re-told a config measured before. A
+:class:`Measurement` (``measurement``), its ``violation`` (0 when feasible), ``feasible``, and
+``repeat`` when it only re-told a config measured before, plus readable copies for Optuna's own
+tools (``config`` key, ``p99_ms``, ``throughput_rps``, ``cost_per_hour`` and, for a failed
+deployment, its ``error``). Where the objective has a constraint (a SLO or a target load:
+every ``autoconf search``) the violation is also Optuna's own constraint (the ``constraints``
+system attr that its samplers, ``study.best_trial`` and optuna-dashboard read), so plain Optuna
+never reports an infeasible or failed trial as the best. A
 running trial holds the ``worker`` that asked it and, once that worker measures it, a ``claim``
 on its config (so that parallel workers, threads or processes on one storage, never measure a
 config twice). The study's own attrs hold the search's target and its re-measurements
@@ -11,10 +16,12 @@ config twice). The study's own attrs hold the search's target and its re-measure
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.samplers._base import _CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
 
 from ._objective import Objective
@@ -32,6 +39,10 @@ WORKER = "worker"
 CLAIM = "claim"
 REJECTED = "rejected"
 VALIDATIONS = "validations"
+#: Readable copies of a measurement, one user attr each (optuna-dashboard's trial table).
+CONFIG = "config"
+READABLE = ("p99_ms", "throughput_rps", "cost_per_hour")
+ERROR = "error"
 
 Trial = FrozenTrial | optuna.trial.Trial
 
@@ -75,12 +86,33 @@ def tell(
     """Store a finished measurement on its trial and complete it (``repeat``: a config measured
     before, told its stored result)."""
     violation = objective.violation(m)
+    told = min(violation, FAILED_VIOLATION)
     trial.set_user_attr(MEASUREMENT, m.to_dict())
-    trial.set_user_attr(VIOLATION, min(violation, FAILED_VIOLATION))
+    trial.set_user_attr(VIOLATION, told)
     trial.set_user_attr(FEASIBLE, violation == 0.0)
+    trial.set_user_attr(CONFIG, config_of(trial).key())
+    for name in READABLE:
+        trial.set_user_attr(name, getattr(m, name))
+    if m.error:
+        trial.set_user_attr(ERROR, m.error)
     if repeat:
         trial.set_user_attr(REPEAT, True)
+    if objective.constrained:
+        # the list format a ``constraints_func`` writes (read by every Optuna since 3.0 and by
+        # optuna-dashboard); the same value, so constrained samplers see what they saw before
+        study._storage.set_trial_system_attr(trial._trial_id, _CONSTRAINTS_KEY, (told,))
     study.tell(trial, value_for_sampler(objective, m))
+
+
+def metric_name(objective: Objective) -> str:
+    """The objective's name in Optuna (``study.set_metric_names``): what the value is."""
+    return "cost_per_hour_usd" if objective.direction == "minimize" else "rps_per_usd_per_hour"
+
+
+def set_metric_name(study: optuna.Study, objective: Objective) -> None:
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metric_name(objective)])
 
 
 def measurement_of(trial: FrozenTrial) -> Measurement | None:

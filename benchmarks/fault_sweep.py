@@ -97,7 +97,7 @@ class Sweep:
         return CLI + [
             "search", str(self.model), "--slo-p99", "100ms", "--qps", "20", "--backend", "local",
             "--backend-option", "oversubscribe=true", "--parallel", "2", "--budget", str(budget),
-            "--duration", "2", "--out", str(out), "--knowledge", str(self.work / "kb.db"),
+            "--duration", "2s", "--out", str(out), "--knowledge", str(self.work / "kb.db"),
             "--no-progress", *more,
         ]  # fmt: skip
 
@@ -200,7 +200,7 @@ def shared_study(sw: Sweep, rounds: int = 3) -> None:
         tmpdir = sw.tmpdir(f"shared_{r}")
         argvs = [
             CLI + ["search", str(sw.model), "--slo-p99", "50ms", "--backend", "sim", "--budget",
-                   "8", "--storage", storage, "--resume", "--out", str(o), "--knowledge", "none",
+                   "8", "--storage", storage, "--join", "--out", str(o), "--knowledge", "none",
                    "--no-progress"]
             for o in outs
         ]  # fmt: skip
@@ -272,8 +272,8 @@ def bad_inputs(sw: Sweep) -> None:
     afile = sw.work / "a-file"
     afile.write_text("x")
     cases = {
-        "stress_option_nosuch": stress + ["--config", cfg, "--option", "nosuch=1"],
-        "stress_option_abc": stress + ["--config", cfg, "--option", "ready_timeout_s=abc"],
+        "stress_option_nosuch": stress + ["--config", cfg, "--backend-option", "nosuch=1"],
+        "stress_option_abc": stress + ["--config", cfg, "--backend-option", "ready_timeout_s=abc"],
         "stress_cores_inf": stress + ["--config", "batch_size=1,replicas=1,cpu_cores=inf"],
         "stress_rate_inf": CLI + ["stress", m, "--config", cfg, "--rate", "inf"],
         "stress_rate_1e9": CLI + ["stress", m, "--config", cfg, "--rate", "1e9", "--duration",

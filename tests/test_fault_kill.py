@@ -68,7 +68,7 @@ def test_a_killed_parallel_search_stores_only_real_measurements(tmp_path, model,
     argv = [
         sys.executable, "-m", "autoconf.cli", "search", str(model), "--slo-p99", "100ms",
         "--qps", "20", "--backend", "local", "--backend-option", "oversubscribe=true",
-        "--parallel", "2", "--budget", "6", "--duration", "2", "--out", str(out),
+        "--parallel", "2", "--budget", "6", "--duration", "2s", "--out", str(out),
         "--knowledge", str(tmp_path / "kb.db"), "--no-progress",
     ]  # fmt: skip
     proc = subprocess.Popen(

@@ -93,7 +93,7 @@ def test_fuzz_stress_validate_prior_bench_cleanup_kops(tmp_path, capsys):
                                       "batch_size=2.5", "cpu_cores=1e9", "batch_size=1"])),
         ("--rate", NUMBERS), ("--duration", NUMBERS), ("--warmup", NUMBERS),
         ("--capacity", None), ("--slo-p99", NUMBERS), ("--start-rps", NUMBERS),
-        ("--max-steps", NUMBERS), ("--ready-timeout", NUMBERS), ("--option", opt),
+        ("--max-steps", NUMBERS), ("--ready-timeout", NUMBERS), ("--backend-option", opt),
         ("--backend", st.sampled_from(["local", "nosuch"])), ("--json", None), ("--nosuch", None),
     ])).map(lambda t: ["stress", t[0], *t[1]])  # fmt: skip
     validate = st.tuples(paths, _flags([

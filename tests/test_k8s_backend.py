@@ -271,14 +271,16 @@ def test_unreachable_cluster_is_one_line(
     assert main(["cleanup", "--kubeconfig", str(tmp_path / "missing")]) == 1
     assert "cannot load Kubernetes configuration" in capsys.readouterr().err
     argv = ["stress", str(model), "--config", "batch_size=2", "--backend", "kubernetes"]
-    argv += ["--option", f"kubeconfig={kubeconfig}", "--rate", "10", "--duration", "1s"]
+    argv += ["--backend-option", f"kubeconfig={kubeconfig}", "--rate", "10", "--duration", "1s"]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert (
         err.startswith("autoconf: error: cannot reach the Kubernetes API") and err.count("\n") == 1
     )
-    assert main([*argv, "--option", "replicaz=2"]) == 2
-    assert "unknown option 'replicaz' for backend 'kubernetes'" in capsys.readouterr().err
+    assert main([*argv, "--option", "replicaz=2"]) == 2  # the deprecated alias still works
+    err = capsys.readouterr().err
+    assert "unknown option 'replicaz' for backend 'kubernetes'" in err
+    assert "--option is deprecated; use --backend-option" in err
 
 
 def test_seed_differs_per_worker_via_wrapper() -> None:

@@ -31,6 +31,7 @@ def env(tmp_path, monkeypatch):
         return real(name, space, **options)
 
     monkeypatch.setattr(backends, "get_backend", get_backend)
+    monkeypatch.setitem(backends.BACKENDS, "double", "search_doubles:QueueDouble")  # --backend
     monkeypatch.setattr(search, "profile_model", lambda path, dims=None: FakeProfile())
     model = tmp_path / "model.onnx"
     model.write_bytes(b"not read by the double")
@@ -90,7 +91,8 @@ from autoconf._objective import Objective
 from autoconf._search._stores import open_study
 start = float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
-open_study(sys.argv[1], "shared", Objective(50.0, 60.0), optuna.samplers.RandomSampler(), True)
+open_study(sys.argv[1], "shared", Objective(50.0, 60.0), optuna.samplers.RandomSampler(), False,
+           join=True)
 """
 
 

@@ -33,6 +33,7 @@ def env(tmp_path, monkeypatch):
         return real(name, space, **options)
 
     monkeypatch.setattr(backends, "get_backend", get_backend)
+    monkeypatch.setitem(backends.BACKENDS, "double", "search_doubles:QueueDouble")  # --backend
     monkeypatch.setattr(search, "profile_model", lambda path, dims=None: FakeProfile())
     monkeypatch.setattr(cli, "COMMANDS", ["search", "validate"])
     model = tmp_path / "model.onnx"
@@ -177,7 +178,7 @@ def test_unmeetable_slo_exits_1_with_closest_configs(env, capsys):
         "none",
         "--no-progress",
         "--duration",
-        "1",
+        "1s",
         "--sampler",
         "random",
     ]
@@ -208,7 +209,7 @@ def test_ctrl_c_exits_130_tears_down_and_keeps_trials(env, capsys):
         "none",
         "--no-progress",
         "--duration",
-        "1",
+        "1s",
         "--sampler",
         "random",
         "--backend-option",
@@ -280,7 +281,16 @@ def test_bad_slo_is_one_line(env, capsys):
     assert capsys.readouterr().err.strip() == (
         "autoconf: error: --slo-p99: cannot read 'fast' as a latency (e.g. 50ms, 0.2s)"
     )
-    assert parse_latency_ms("0.2s") == 200 and parse_latency_ms("50") == 50
+    assert parse_latency_ms("0.2s") == 200 and parse_latency_ms("50ms") == 50
+
+
+def test_a_latency_without_a_unit_is_refused_with_a_hint(env, capsys):
+    """``--slo-p99 50`` could be 50 ms or 50 s: refused, naming the spelling that works."""
+    tmp, model = env
+    assert cli.main(["search", str(model), "--slo-p99", "50", "--backend", "double"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "autoconf: error: --slo-p99: give a unit, e.g. 50ms (got '50')"
+    )
 
 
 def test_resume_fails_trials_left_running_by_a_killed_process(env):

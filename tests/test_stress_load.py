@@ -279,7 +279,7 @@ def test_cli_rate_json(tiny_model: Path) -> None:
 def test_cli_capacity_json(tiny_model: Path) -> None:
     p = _cli(str(tiny_model), "--config", "batch_size=4,cpu_cores=1", "--capacity",
              "--slo-p99", "2s", "--start-rps", "20", "--max-steps", "2",
-             "--duration", "1s", "--warmup", "0", "--json")  # fmt: skip
+             "--duration", "1s", "--warmup", "0s", "--json")  # fmt: skip
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     # From a start estimate the ramp doubles.
@@ -312,7 +312,8 @@ def test_cli_bad_input_is_one_line(tiny_model: Path, args: list[str], message: s
 
 def test_duration_and_config_parsing() -> None:
     assert parse_duration_s("500ms", "--d") == 0.5 and parse_duration_s("2m", "--d") == 120
-    assert parse_duration_s("50", "--slo", default_unit="ms") == 0.05
+    with pytest.raises(UserError, match="give a unit, e.g. 50s"):
+        parse_duration_s("50", "--duration")
     assert parse_config("batch_size=8, replicas=2,cpu_cores=0.5") == {
         "batch_size": 8, "replicas": 2, "cpu_cores": 0.5,
     }  # fmt: skip

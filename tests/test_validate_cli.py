@@ -90,7 +90,7 @@ def test_plan_moved_with_its_model_still_validates(plan, tmp_path, monkeypatch):
     moved = tmp_path / "elsewhere"
     (tmp_path / "out").rename(moved)
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["validate", str(moved / "plan.yaml"), "--duration", "0.5"]) == 0
+    assert cli.main(["validate", str(moved / "plan.yaml"), "--duration", "0.5s"]) == 0
 
 
 @pytest.mark.parametrize(

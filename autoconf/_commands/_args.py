@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from typing import Any
 
 import yaml
@@ -19,17 +20,19 @@ _DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|min|m|
 def parse_duration_s(
     text: str,
     option: str,
-    default_unit: str = "s",
+    unit_hint: str = "s",
     allow_zero: bool = False,
     what: str = "a duration (e.g. 10s, 500ms, 2m)",
     maximum_s: float = MAX_DURATION_S,
 ) -> float:
-    """``"10s"``, ``"500ms"``, ``"2m"`` or a bare number in ``default_unit`` -> seconds (> 0,
-    at most ``maximum_s``)."""
+    """``"10s"``, ``"500ms"``, ``"2m"`` -> seconds (> 0, at most ``maximum_s``). The unit is
+    required (a bare ``50`` could be seconds or milliseconds); the error suggests ``unit_hint``."""
     m = _DURATION.fullmatch(str(text))
     if not m:
         raise UserError(f"{option}: cannot read {text!r} as {what}")
-    value = float(m.group(1)) * _UNITS_S[m.group(2) or default_unit]
+    if m.group(2) is None:
+        raise UserError(f"{option}: give a unit, e.g. {m.group(1)}{unit_hint} (got {text!r})")
+    value = float(m.group(1)) * _UNITS_S[m.group(2)]
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise UserError(f"{option}: must be > 0, got {text!r}")
     if value > maximum_s:
@@ -38,7 +41,7 @@ def parse_duration_s(
 
 
 def parse_latency_ms(text: str, option: str = "--slo-p99") -> float:
-    """``"50ms"``, ``"50"`` (ms) or ``"0.05s"`` -> milliseconds (> 0)."""
+    """``"50ms"`` or ``"0.05s"`` -> milliseconds (> 0); a bare ``50`` is refused (hint: 50ms)."""
     what = "a latency (e.g. 50ms, 0.2s)"
     return parse_duration_s(text, option, "ms", what=what, maximum_s=MAX_LATENCY_MS / 1000) * 1000.0
 
@@ -57,6 +60,44 @@ def parse_options(pairs: list[str], option: str) -> dict[str, Any]:
     return out
 
 
-def add_options_flag(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
-    """A repeatable ``FLAG KEY=VALUE`` argument, read later with :func:`parse_options`."""
-    parser.add_argument(flag, action="append", default=[], metavar="KEY=VALUE", help=help)
+class _DeprecatedAppend(argparse._AppendAction):
+    """``append``, with a note on stderr when the deprecated spelling is used."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        if option_string in DEPRECATED:
+            print(
+                f"autoconf: {option_string} is deprecated; use {DEPRECATED[option_string]}",
+                file=sys.stderr,
+            )
+        super().__call__(parser, namespace, values, option_string)
+
+
+#: deprecated option spelling -> the one every command uses
+DEPRECATED = {"--option": "--backend-option"}
+
+
+def add_backend_options(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--backend-option KEY=VALUE`` (repeatable), the same on every command; ``--option`` is
+    kept as a deprecated alias (``stress`` used it)."""
+    parser.add_argument(
+        "--backend-option",
+        "--option",
+        dest="backend_option",
+        action=_DeprecatedAppend,
+        default=[],
+        metavar="KEY=VALUE",
+        help=help + " (--option: deprecated alias)",
+    )
+
+
+def add_backend_flag(parser: argparse.ArgumentParser, help: str, **kw: Any) -> None:
+    """``--backend`` with the registry's names as its choices (listed in ``--help``)."""
+    from ..backends import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, help=help, **kw)
+
+
+def sampler_help(default: str) -> str:
+    from ..samplers import SAMPLERS
+
+    return f"one of {', '.join(SAMPLERS)} ({default})"

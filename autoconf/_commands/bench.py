@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ._args import sampler_help
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -14,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="benchmark samplers on tables of many models",
         description=(
             "Run each sampler on each evaluation model for N seeds and print, per sampler, the "
-            "evaluations needed to reach within 1%% / 5%% of each model's optimum. DATASET: "
+            "evaluations needed to reach within 1% / 5% of each model's optimum. DATASET: "
             "falcon:DIR, sim:DIR, sim:zoo (sim:zoo/train, sim:zoo/eval) or a directory of "
             "autoconf tables. Same --train and --eval: leave-one-model(-family)-out."
         ),
@@ -26,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--eval", required=True, metavar="DATASET", dest="eval_set", help="models to search"
     )
     p.add_argument(
-        "--samplers", default="random,tpe,gp,grid,transfer", help="comma-separated names"
+        "--samplers",
+        default="random,tpe,gp,grid,transfer",
+        metavar="NAME,...",
+        help=sampler_help("comma-separated; default random,tpe,gp,grid,transfer"),
     )
     p.add_argument(
         "--repeats", type=int, default=10, help="seeds per sampler and model (default 10)"

@@ -11,7 +11,14 @@ from pathlib import Path
 from .._errors import UserError
 from .._input import out_dir, rate_rps
 from .._secrets import redact
-from ._args import add_options_flag, parse_duration_s, parse_latency_ms, parse_options
+from ._args import (
+    add_backend_flag,
+    add_backend_options,
+    parse_duration_s,
+    parse_latency_ms,
+    parse_options,
+    sampler_help,
+)
 from ._plan_args import add_dim_flag, add_manifest_flags, dims, manifest_settings
 
 #: ``--example`` defaults: a tiny model, a loose SLO and a short budget that finish in a few
@@ -37,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help=f"generate an example model ({EXAMPLE_MODEL}) into --out and search it "
         f"(defaults: --slo-p99 {EXAMPLE_SLO} --budget "
-        f"{EXAMPLE_BUDGET} --duration {EXAMPLE_DURATION_S:g})",
+        f"{EXAMPLE_BUDGET} --duration {EXAMPLE_DURATION_S:g}s)",
     )
     p.add_argument("--slo-p99", metavar="LATENCY", help="p99 latency SLO, e.g. 50ms or 0.2s")
     p.add_argument(
@@ -51,11 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME|FILE",
         help="search space: a shipped name or a YAML file (default: cpu-local)",
     )
-    p.add_argument(
-        "--backend",
-        default="local",
-        help="where configs are measured: local, kubernetes, sim, replay (default local)",
-    )
+    add_backend_flag(p, "where configs are measured (default local)", default="local")
     p.add_argument(
         "--budget",
         type=int,
@@ -86,7 +89,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue an interrupted search; finished stress tests are not re-run",
     )
-    p.add_argument("--sampler", help="sampler name (default meta where available, else tpe)")
+    p.add_argument(
+        "--join",
+        action="store_true",
+        help="search one study together with other processes sharing --storage: creates the "
+        "study or joins it, whichever comes first (never a config measured twice)",
+    )
+    p.add_argument(
+        "--sampler", metavar="NAME", help=sampler_help("default meta where available, else tpe")
+    )
     p.add_argument(
         "--knowledge",
         metavar="URL|PATH",
@@ -97,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--duration", metavar="TIME", help="load per stress test, e.g. 10s (default 10s)"
     )
     p.add_argument("--seed", type=int, default=0)
-    add_options_flag(p, "--backend-option", "passed to the backend (repeatable)")
+    add_backend_options(p, "passed to the backend (repeatable)")
     add_dim_flag(p, "used for the profile and the requests, and kept in the plan")
     add_manifest_flags(
         p,
@@ -156,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         storage=args.storage,
         out_dir=out,
         resume=args.resume,
+        join=args.join,
         sampler=args.sampler,
         seed=args.seed,
         knowledge=args.knowledge,

@@ -29,7 +29,7 @@ from .._input import (
     reachable_model,
     request_bytes,
 )
-from ._args import add_options_flag, parse_duration_s, parse_latency_ms, parse_options
+from ._args import add_backend_options, parse_duration_s, parse_latency_ms, parse_options
 from ._plan_args import add_dim_flag, dims
 
 #: field -> (maximum, whole number, zero allowed): every number of a config has a bound.
@@ -94,9 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--start-rps", type=float, help="first rate of the capacity search")
     p.add_argument("--max-steps", type=int, default=5, help="capacity search steps (default 5)")
     p.add_argument("--ready-timeout", default="60s", help="start-up limit (default 60s)")
-    add_options_flag(
-        p, "--option", "deployer option (e.g. generator_processes=2, namespace=ml); repeatable"
-    )
+    add_backend_options(p, "deployer option (e.g. generator_processes=2, namespace=ml); repeatable")
     add_dim_flag(p, "defaults: batch 1, sequence 128")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=run)
@@ -143,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
         rate = rate_rps(args.rate)
         check_requests(rate, duration_s + warmup_s)
     fields = parse_config(args.config)
-    options = deployer_options(args.backend, parse_options(args.option, "--option"), "--option")
+    options = deployer_options(
+        args.backend, parse_options(args.backend_option, "--backend-option"), "--backend-option"
+    )
     model = Path(args.model)
     if not model.is_file():
         raise UserError(f"no such model file: {model}")

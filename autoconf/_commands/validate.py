@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._args import add_options_flag, parse_duration_s, parse_options
+from ._args import add_backend_flag, add_backend_options, parse_duration_s, parse_options
 from ._plan_args import add_dim_flag, dims
 
 
@@ -17,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the served load and the error rate.",
     )
     p.add_argument("plan", help="plan.yaml written by autoconf search")
-    p.add_argument("--backend", help="where to measure (default: the plan's backend)")
-    add_options_flag(p, "--backend-option", "passed to the backend (repeatable)")
+    add_backend_flag(p, "where to measure (default: the plan's backend)")
+    add_backend_options(p, "passed to the backend (repeatable)")
     p.add_argument(
         "--duration", metavar="TIME", help="load duration, e.g. 10s (default: the plan's)"
     )

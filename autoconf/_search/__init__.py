@@ -95,8 +95,8 @@ def run_search(opts: SearchOptions) -> SearchResult:
         opts.sampler, space, objective, opts.seed, features, history(kb, space, kb_name)
     )
     name = study_name(model_path, sha, space, objective)
-    study = open_study(storage, name, objective, sampler, opts.resume)
-    if opts.resume:
+    study = open_study(storage, name, objective, sampler, opts.resume, join=opts.join)
+    if opts.resume or opts.join:
         fail_stale_trials(study)
     record.set_target(study, objective, space.name, sha)
     so = SearchOutput(

@@ -28,6 +28,7 @@ class SearchOptions:
     storage: str | None = None
     out_dir: Path = Path("autoconf-out")
     resume: bool = False
+    join: bool = False  # create the study, or join it when another process already has
     sampler: str | None = None
     seed: int = 0
     knowledge: str | None = None  # None: the default store; "none": no knowledge base

@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 
+from .. import _record as record
 from .._errors import UserError
 from .._objective import Objective
 from .._report import TrialRecord
@@ -113,15 +114,19 @@ def open_study(
     objective: Objective,
     sampler: optuna.samplers.BaseSampler,
     resume: bool,
+    *,
+    join: bool = False,
 ) -> optuna.Study:
     """Create the study, or load it with ``resume``; an existing study without ``resume`` is an
-    error (it would silently mix two searches). Safe when several processes open one new
-    storage at once (a file lock for SQLite, retries for a server)."""
+    error (it would silently mix two searches). ``join`` creates it or loads it, whichever is
+    due: processes that search one study together start with ``--join`` in any order. Safe
+    when several processes open one new storage at once (a file lock for SQLite, retries for a
+    server)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for attempt in range(OPEN_TRIES):
         try:
             with _creation_lock(storage):
-                return _open_or_create(storage, name, objective, sampler, resume)
+                return _open_or_create(storage, name, objective, sampler, resume, join)
         except UserError:
             raise
         except Exception as exc:  # any storage failure is the user's URL or server: one line
@@ -150,23 +155,28 @@ def _open_or_create(
     objective: Objective,
     sampler: optuna.samplers.BaseSampler,
     resume: bool,
+    join: bool,
 ) -> optuna.Study:
-    existing = optuna.study.get_all_study_names(storage)
+    existing = [] if join else optuna.study.get_all_study_names(storage)
     if name in existing and not resume:
         raise UserError(
             f"a search {name!r} already exists in {redact(storage)}; pass --resume to continue "
-            "it or choose another --out/--storage"
+            "it, --join to search it together with the processes running it, or choose another "
+            "--out/--storage"
         )
-    if resume and name not in existing:
+    if resume and not join and name not in existing:
         raise UserError(
             f"--resume: no search {name!r} in {redact(storage)} to resume (same model, space, "
             "SLO and target load, same --out/--storage?); run without --resume to start one"
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
+    study = optuna.create_study(
         storage=storage,
         study_name=name,
         sampler=sampler,
         direction=objective.direction,
         load_if_exists=True,
     )
+    if study.metric_names is None:
+        record.set_metric_name(study, objective)  # the objective's name in optuna-dashboard
+    return study

@@ -50,8 +50,8 @@ def make_gp(context: SamplerContext) -> BaseSampler:
 
 @contextlib.contextmanager
 def _no_deprecation_warning() -> Iterator[None]:
-    """Optuna 5 deprecates ``constraints_func`` (for ``Trial.set_constraint``, which the ask/tell
-    loop does not call yet) but still honours it."""
+    """Optuna 5 deprecates ``constraints_func`` but still honours it; Optuna 4's samplers read
+    constraints only through it. It rewrites the value the trial record already stored."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         yield
@@ -70,8 +70,7 @@ def make_transfer(context: SamplerContext) -> BaseSampler:
 
 def _constraints(context: SamplerContext):
     """Constraints only where the objective has any (a SLO or a target load)."""
-    o = context.objective
-    return violation_of if (o.slo_p99_ms is not None or o.target_rps is not None) else None
+    return violation_of if context.objective.constrained else None
 
 
 def mean_rank_scores(configs: Sequence[Config], tables: Sequence[ModelTable]) -> np.ndarray:
