@@ -185,7 +185,7 @@ def test_kubernetes_backend_refuses_a_big_model_without_uri_before_any_cluster_c
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "--model-uri" in err
         argv = ["stress", str(big_model), "--backend", "kubernetes", "--config", "batch_size=1"]
-        assert main([*argv, "--rate", "1", "--option", f"kubeconfig={kubeconfig}"]) == 2
+        assert main([*argv, "--rate", "1", "--backend-option", f"kubeconfig={kubeconfig}"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "model_uri" in err
         assert double.requests == []

@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             options["runtime"] = args.runtime
     else:  # what it leaves behind is found by ``autoconf cleanup``
         options["labels"] = LABELS
-        reachable_model(model, options.get("model_uri"), "--option model_uri=URI")
+        reachable_model(model, options.get("model_uri"), "--backend-option model_uri=URI")
     deployer = stress.get_deployer(args.backend, **options)
     with deployer.deploy(spec) as dep:
         if args.capacity:
