@@ -370,18 +370,7 @@ def merge_results(
     ok = np.concatenate([np.asarray(r["ok"], dtype=bool) for r in results])
     done = np.concatenate([np.asarray(r["done_s"], dtype=float) for r in results])
     aborted = any(r["aborted"] for r in results)
-    if windows is None:
-        k = max(1, round(duration_s / window_seconds(rate_rps)))
-        w = duration_s / k
-        windows = [(warmup_s + j * w, warmup_s + (j + 1) * w) for j in range(k)]
-    keep = len(windows) if keep is None else keep
-    if aborted:
-        end = max(windows[0][0] + 1e-3, min(r["schedule_end_s"] for r in results))
-        complete = [w for w in windows if w[1] <= end]
-        span = [(a, min(b, end)) for a, b in windows if a < end]
-    else:
-        complete = windows
-        span = windows[-keep:]
+    complete, span = _spans(results, rate_rps, duration_s, warmup_s, windows, keep, aborted)
     measured = _within(sched, span)
     good = measured & ok
     n = int(measured.sum())
@@ -409,16 +398,7 @@ def merge_results(
     headroom = 1.0 - min(1.0, cpu_share)
     if inter is not None and inter.idle_share_generator_cores is not None:
         headroom = min(headroom, inter.idle_share_generator_cores)
-    reasons = (["cut short: the SLO was clearly exceeded"] if aborted else []) + verdict.reasons
-    if late_share > MAX_LATE_SHARE:
-        reasons.append(
-            f"{late_share:.1%} of requests sent over {LATE_SEND_MS:g} ms late (> "
-            f"{MAX_LATE_SHARE:.0%}): the load generator fell behind its schedule"
-        )
-    if headroom < MIN_GENERATOR_HEADROOM:
-        reasons.append(f"load generator CPU headroom {headroom:.0%} (< 10 %): it was starved")
-    if inter is not None:
-        reasons += inter.reasons()
+    reasons = _unstable_reasons(aborted, verdict.reasons, late_share, headroom, inter)
     good_svc = svc[good]
     return LoadResult(
         target_rps=rate_rps,
@@ -457,6 +437,49 @@ def merge_results(
             "disturbed": len(reasons) > len(verdict.reasons) + int(aborted),
         },
     )
+
+
+def _spans(
+    results: list[dict],
+    rate_rps: float,
+    duration_s: float,
+    warmup_s: float,
+    windows: list[tuple[float, float]] | None,
+    keep: int | None,
+    aborted: bool,
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """The complete windows (judged by the stability rule) and the span the figures cover (the
+    last ``keep`` windows; an aborted run's windows up to where its schedule stopped)."""
+    if windows is None:
+        k = max(1, round(duration_s / window_seconds(rate_rps)))
+        w = duration_s / k
+        windows = [(warmup_s + j * w, warmup_s + (j + 1) * w) for j in range(k)]
+    keep = len(windows) if keep is None else keep
+    if not aborted:
+        return windows, windows[-keep:]
+    end = max(windows[0][0] + 1e-3, min(r["schedule_end_s"] for r in results))
+    return [w for w in windows if w[1] <= end], [(a, min(b, end)) for a, b in windows if a < end]
+
+
+def _unstable_reasons(
+    aborted: bool,
+    window_reasons: list[str],
+    late_share: float,
+    headroom: float,
+    inter: Interference | None,
+) -> list[str]:
+    """Why a measurement cannot be trusted as it is (empty: it is stable)."""
+    reasons = (["cut short: the SLO was clearly exceeded"] if aborted else []) + window_reasons
+    if late_share > MAX_LATE_SHARE:
+        reasons.append(
+            f"{late_share:.1%} of requests sent over {LATE_SEND_MS:g} ms late (> "
+            f"{MAX_LATE_SHARE:.0%}): the load generator fell behind its schedule"
+        )
+    if headroom < MIN_GENERATOR_HEADROOM:
+        reasons.append(f"load generator CPU headroom {headroom:.0%} (< 10 %): it was starved")
+    if inter is not None:
+        reasons += inter.reasons()
+    return reasons
 
 
 def window_stats(
