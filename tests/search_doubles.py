@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from autoconf import Config, Load, Measurement
@@ -91,3 +92,17 @@ class FakeProfile:
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name}
+
+
+def install_queue_double(monkeypatch, tmp_path: Path) -> Path:
+    """Register :class:`QueueDouble` as backend ``double`` and a :class:`FakeProfile` for every
+    model; returns a model file the double never reads."""
+    import autoconf._search as search
+    import autoconf.backends as backends
+
+    QueueDouble.reset()
+    monkeypatch.setitem(backends.BACKENDS, "double", "search_doubles:QueueDouble")
+    monkeypatch.setattr(search, "profile_model", lambda path, dims=None: FakeProfile())
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not read by the double")
+    return model

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from search_doubles import FakeProfile, QueueDouble
+from search_doubles import install_queue_double
 
 import autoconf._search as search
 from autoconf import cli
@@ -19,23 +19,8 @@ URL = f"postgresql://alice:{SECRET}@db.example:5432/autoconf"
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    """The queue double as backend and a fake profile (as in test_search_flow)."""
-    import autoconf.backends as backends
-
-    QueueDouble.reset()
-    real = backends.get_backend
-
-    def get_backend(name, space, **options):
-        if name == "double":
-            return QueueDouble(space, **options)
-        return real(name, space, **options)
-
-    monkeypatch.setattr(backends, "get_backend", get_backend)
-    monkeypatch.setitem(backends.BACKENDS, "double", "search_doubles:QueueDouble")  # --backend
-    monkeypatch.setattr(search, "profile_model", lambda path, dims=None: FakeProfile())
-    model = tmp_path / "model.onnx"
-    model.write_bytes(b"not read by the double")
-    return tmp_path, model
+    """The queue double as backend and a fake profile."""
+    return tmp_path, install_queue_double(monkeypatch, tmp_path)
 
 
 def test_redact_masks_every_credential():

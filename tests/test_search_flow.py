@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from search_doubles import FakeProfile, QueueDouble
+from search_doubles import QueueDouble, install_queue_double
 
 import autoconf._search as search
 from autoconf import cli
@@ -22,23 +22,8 @@ from autoconf._report import trial_records
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     """The double as backend, a fake profile, no knowledge base, only our two commands."""
-    import autoconf.backends as backends
-
-    QueueDouble.reset()
-    real = backends.get_backend
-
-    def get_backend(name, space, **options):
-        if name == "double":
-            return QueueDouble(space, **options)
-        return real(name, space, **options)
-
-    monkeypatch.setattr(backends, "get_backend", get_backend)
-    monkeypatch.setitem(backends.BACKENDS, "double", "search_doubles:QueueDouble")  # --backend
-    monkeypatch.setattr(search, "profile_model", lambda path, dims=None: FakeProfile())
     monkeypatch.setattr(cli, "COMMANDS", ["search", "validate"])
-    model = tmp_path / "model.onnx"
-    model.write_bytes(b"not read by the double")
-    return tmp_path, model
+    return tmp_path, install_queue_double(monkeypatch, tmp_path)
 
 
 def opts(tmp_path: Path, model: Path, **kw) -> search.SearchOptions:
