@@ -33,7 +33,7 @@ def test_example_like_search_on_live_servers(tmp_path, capsys):
         "--budget",
         "2",
         "--duration",
-        "2",
+        "2s",
         "--out",
         str(out),
         "--knowledge",
