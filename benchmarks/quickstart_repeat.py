@@ -72,11 +72,17 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path("results/search"))
     args = p.parse_args()
-    runs = []
+    runs: list[dict] = []
     for i in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="quickstart-") as tmp:
             runs.append(one_run(Path(tmp)))
         print(f"run {i + 1}: {json.dumps(runs[-1], default=str)}", file=sys.stderr, flush=True)
+        write(runs, args)  # after every run: an interrupted benchmark keeps what it measured
+    return 0
+
+
+def write(runs: list[dict], args: argparse.Namespace) -> None:
+    """The summary of the runs so far, as JSON and markdown under ``args.out``."""
     values = [r["rps_per_dollar"] for r in runs if "rps_per_dollar" in r]
     spread = max(values) / min(values) if len(values) >= 2 else None
     summary = {
@@ -116,7 +122,6 @@ def main() -> int:
     ]
     (args.out / "quickstart_repeat.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":
