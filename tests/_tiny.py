@@ -7,6 +7,24 @@ from pathlib import Path
 from autoconf import load_space
 from autoconf._simulator import SimModel
 
+#: 24 configs with a GPU too small for any model (every SMALL config runs out of memory) and a
+#: dearer one that fits; every config's cost differs, so the best is unique.
+TINY_MEMORY_SPACE = """
+name: tiny-memory
+dimensions:
+  batch_size: [8]
+  gpu_type: [SMALL, BIG]
+  replicas: {min: 1, max: 6}
+  cpu_cores: [1, 2]
+gpus:
+  SMALL: {fp16_tflops: 65, fp32_tflops: 8.1, memory_gb: 0.25, bandwidth_gbps: 320,
+          price_per_hour: 0.11}
+  BIG: {fp16_tflops: 65, fp32_tflops: 8.1, memory_gb: 16, bandwidth_gbps: 320,
+        price_per_hour: 0.37}
+pricing:
+  cpu_core_per_hour: 0.0447
+"""
+
 TINY_SPACE = """
 name: tiny
 dimensions:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import optuna
 import pytest
 import yaml
+from _tiny import TINY_MEMORY_SPACE
 
 import kops
 from autoconf import cli
@@ -14,21 +15,7 @@ from autoconf import cli
 #: Two GPUs: a cheap one too small for any model (every config on it runs out of memory) and a
 #: dearer one that fits. Every config's cost differs, so the best is unique. Without Optuna
 #: constraints the cheapest out-of-memory config would be Optuna's best trial.
-SPACE = """
-name: tiny-memory
-dimensions:
-  batch_size: [8]
-  gpu_type: [SMALL, BIG]
-  replicas: {min: 1, max: 6}
-  cpu_cores: [1, 2]
-gpus:
-  SMALL: {fp16_tflops: 65, fp32_tflops: 8.1, memory_gb: 0.25, bandwidth_gbps: 320,
-          price_per_hour: 0.11}
-  BIG: {fp16_tflops: 65, fp32_tflops: 8.1, memory_gb: 16, bandwidth_gbps: 320,
-        price_per_hour: 0.37}
-pricing:
-  cpu_core_per_hour: 0.0447
-"""
+SPACE = TINY_MEMORY_SPACE
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
+from _tiny import TINY_MEMORY_SPACE
 
 import kops
 from autoconf._search._remeasure import AGREE_WITHIN
@@ -34,23 +34,7 @@ USER = "autoconf"
 DB = "team"
 #: 24 configs (the space of test_optuna_native, the small GPU out of memory); each process
 #: measures 12, so together they measure the whole space.
-SPACE = textwrap.dedent(
-    """
-    name: team-store
-    dimensions:
-      batch_size: [8]
-      gpu_type: [SMALL, BIG]
-      replicas: {min: 1, max: 6}
-      cpu_cores: [1, 2]
-    gpus:
-      SMALL: {fp16_tflops: 65, fp32_tflops: 8.1, memory_gb: 0.25, bandwidth_gbps: 320,
-              price_per_hour: 0.11}
-      BIG: {fp16_tflops: 65, fp32_tflops: 8.1, memory_gb: 16, bandwidth_gbps: 320,
-            price_per_hour: 0.37}
-    pricing:
-      cpu_core_per_hour: 0.0447
-    """
-)
+SPACE = TINY_MEMORY_SPACE
 
 
 def _pg_bin() -> Path:
