@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from . import _input
 from ._errors import UserError
 from ._files import read_yaml_model
-from ._types import Config
+from ._types import PRECISIONS, Config
 
 #: Where the shipped spaces live: package data, inside the installed package.
 SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
@@ -30,6 +30,7 @@ _DIMENSIONS = (
     "max_queue_delay_ms",
     "gpu_mem_gb",
     "gpu_share_pct",
+    "precision",
 )
 _REQUIRED = ("batch_size", "gpu_type", "replicas", "cpu_cores")
 
@@ -48,6 +49,12 @@ _NUMERIC: dict[str, tuple[bool, bool, float]] = {
 
 def _check_value(dimension: str, where: str, value: Any) -> None:
     """One value of a dimension: a number of the right kind within its bounds (ValueError)."""
+    if dimension == "precision":
+        if value not in PRECISIONS:
+            raise ValueError(
+                f"{where}: unknown precision {value!r} (known: {', '.join(PRECISIONS)})"
+            )
+        return
     if dimension not in _NUMERIC:
         if not isinstance(value, str) or not value:
             raise ValueError(f"{where}: expected a GPU type name, got {value!r}")
@@ -136,8 +143,8 @@ class SearchSpace(BaseModel):
                     f"{name}: {len(values):,} values; at most {_input.MAX_DIMENSION_VALUES:,}"
                 )
             if isinstance(values, Range):
-                if name == "gpu_type":
-                    raise ValueError("gpu_type: a list of GPU type names, not a range")
+                if name not in _NUMERIC:
+                    raise ValueError(f"{name}: a list of names, not a range")
                 whole = name in _NUMERIC and _NUMERIC[name][0]
                 values = [values.min, values.max] + ([values.step] if whole else [])
             for i, value in enumerate(values):
@@ -161,7 +168,7 @@ class SearchSpace(BaseModel):
         """The values of one dimension, ranges expanded; ints stay ints."""
         raw = self.dimensions[dimension]
         vals = raw.values() if isinstance(raw, Range) else list(raw)
-        if dimension == "gpu_type":
+        if dimension not in _NUMERIC:
             return [str(v) for v in vals]
         return [int(v) if isinstance(v, float) and v.is_integer() else v for v in vals]
 

@@ -14,13 +14,18 @@ if TYPE_CHECKING:
     from ._space import SearchSpace
 
 
+#: The model variants a space may search: the exported FP32 model, an FP16 conversion, INT8.
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
 @dataclass(frozen=True)
 class Config:
     """One point of a search space: how a model is deployed.
 
     ``gpu_type`` is a catalog name (``"cpu"`` for CPU-only serving). The optional knobs are
     ``None`` where a space does not search them; ``gpu_mem_gb``/``gpu_share_pct`` exist for
-    spaces with fractional GPUs (the Falcon tables).
+    spaces with fractional GPUs (the Falcon tables). ``precision`` names the model variant
+    served (one of :data:`PRECISIONS`); ``None`` is the model as exported, FP32.
     """
 
     batch_size: int
@@ -31,6 +36,7 @@ class Config:
     max_queue_delay_ms: float | None = None
     gpu_mem_gb: float | None = None
     gpu_share_pct: int | None = None
+    precision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The set fields only, in declaration order (what plans and trial params hold)."""
