@@ -43,6 +43,10 @@ VALIDATIONS = "validations"
 CONFIG = "config"
 READABLE = ("p99_ms", "throughput_rps", "cost_per_hour")
 ERROR = "error"
+#: A model variant's accuracy against FP32 (``{metric, drop, samples}``, see
+#: :mod:`autoconf._variants`): in the measurement's ``extra`` and, readable, on the trial.
+ACCURACY = "accuracy"
+ACCURACY_DROP = "accuracy_drop"
 
 Trial = FrozenTrial | optuna.trial.Trial
 
@@ -95,6 +99,9 @@ def tell(
         trial.set_user_attr(name, getattr(m, name))
     if m.error:
         trial.set_user_attr(ERROR, m.error)
+    accuracy = accuracy_of(m)
+    if accuracy is not None:
+        trial.set_user_attr(ACCURACY_DROP, accuracy.get("drop"))
     if repeat:
         trial.set_user_attr(REPEAT, True)
     if objective.constrained:
@@ -102,6 +109,17 @@ def tell(
         # optuna-dashboard); the same value, so constrained samplers see what they saw before
         study._storage.set_trial_system_attr(trial._trial_id, _CONSTRAINTS_KEY, (told,))
     study.tell(trial, value_for_sampler(objective, m))
+
+
+def set_accuracy(m: Measurement, accuracy: dict[str, Any]) -> None:
+    """Tag ``m`` with the accuracy of the variant it measured (stored with it by :func:`tell`)."""
+    m.extra[ACCURACY] = dict(accuracy)
+
+
+def accuracy_of(m: Measurement) -> dict[str, Any] | None:
+    """The accuracy of the variant ``m`` measured (``{metric, drop, samples}``), where known."""
+    value = m.extra.get(ACCURACY)
+    return dict(value) if isinstance(value, dict) else None
 
 
 def metric_name(objective: Objective) -> str:
