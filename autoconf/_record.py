@@ -7,7 +7,9 @@ tools (``config`` key, ``p99_ms``, ``throughput_rps``, ``cost_per_hour`` and, fo
 deployment, its ``error``). Where the objective has a constraint (a SLO or a target load:
 every ``autoconf search``) the violation is also Optuna's own constraint (the ``constraints``
 system attr that its samplers, ``study.best_trial`` and optuna-dashboard read), so plain Optuna
-never reports an infeasible or failed trial as the best. A
+never reports an infeasible or failed trial as the best. Where model variants are searched,
+the measurement holds its variant's accuracy against FP32 and the trial a readable
+``accuracy_drop``. A
 running trial holds the ``worker`` that asked it and, once that worker measures it, a ``claim``
 on its config (so that parallel workers, threads or processes on one storage, never measure a
 config twice). The study's own attrs hold the search's target and its re-measurements

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import onnx
+import optuna
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -182,6 +183,12 @@ def test_over_the_bound_variant_is_never_measured(mlp, tmp_path, capsys):
     assert plan.accuracy is not None and plan.accuracy.drop == 0.0
     assert plan.accuracy.metric == _variants.TOP1
     assert any("int8 left out" in n for n in plan.provenance.search_space.notes)
+    # the drop is on every measured trial too (autoconf._record)
+    storage = f"sqlite:///{out / 'study.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert trials and all(t.user_attrs["accuracy_drop"] == 0.0 for t in trials)
+    assert all(t.user_attrs["measurement"]["extra"]["accuracy"]["samples"] == 256 for t in trials)
 
 
 def test_sample_inputs_file(mlp, tmp_path):
