@@ -148,7 +148,7 @@ def _search(study: optuna.Study, so: SearchOutput, kb: Any, kb_name: str) -> Rou
             for _ in range(opts.parallel)
         ]
         use_variants(backends, so.variants)
-        evaluators = [_evaluator(b, so, load, progress) for b in backends]
+        evaluators = [_evaluator(b, so.profile, load, progress, so.variants) for b in backends]
         validator = Validator(backends[0], so.profile, objective, opts.validate_s())
         stack.enter_context(progress)
         try:
@@ -170,14 +170,20 @@ def _search(study: optuna.Study, so: SearchOutput, kb: Any, kb_name: str) -> Rou
             raise
 
 
-def _evaluator(backend: Any, so: SearchOutput, load: Load, progress: SearchProgress) -> Any:
+def _evaluator(
+    backend: Any,
+    profile: Any,
+    load: Load,
+    progress: SearchProgress,
+    variants: dict[str, Any] | None = None,
+) -> Any:
     """One worker's evaluate, telling the live display when a trial starts and its steps;
-    each measurement tagged with its model variant's accuracy."""
+    each measurement tagged with its model variant's accuracy (``variants``, where searched)."""
     backend.on_step = progress.step
 
     def evaluate(config: Config) -> Measurement:
         progress.trial_started(config)
-        return tag_accuracy(so.variants, config, backend.evaluate(so.profile, config, load))
+        return tag_accuracy(variants or {}, config, backend.evaluate(profile, config, load))
 
     return evaluate
 
