@@ -191,6 +191,23 @@ def test_over_the_bound_variant_is_never_measured(mlp, tmp_path, capsys):
     assert all(t.user_attrs["measurement"]["extra"]["accuracy"]["samples"] == 256 for t in trials)
 
 
+def test_search_checks_on_the_users_sample_inputs(mlp, tmp_path, capsys):
+    """``--sample-inputs`` is what the accuracy is measured on (its count is in the plan)."""
+    samples = tmp_path / "samples.npz"
+    rng = np.random.default_rng(3)
+    np.savez(samples, input=rng.standard_normal((40, 128)).astype(np.float32))
+    out = tmp_path / "out"
+    argv = [
+        "search", str(mlp), "--slo-p99", "50ms", "--backend", "sim", "--budget", "2",
+        "--precisions", "fp16", "--max-accuracy-drop", "0.5%", "--sample-inputs", str(samples),
+        "--out", str(out), "--knowledge", "none", "--no-progress",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    plan = read_plan(out / "plan.yaml")
+    assert plan.config["precision"] == "fp16"
+    assert plan.accuracy.samples == 40 and plan.accuracy.drop <= 0.005
+
+
 def test_sample_inputs_file(mlp, tmp_path):
     good = tmp_path / "good.npz"
     np.savez(good, input=np.random.default_rng(0).standard_normal((5, 128)).astype(np.float32))
