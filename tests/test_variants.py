@@ -305,3 +305,22 @@ def test_done_when_int8_measured_live_and_named_in_the_plan(mlp, tmp_path, capsy
     assert 0.0 <= plan.accuracy.drop <= 0.01
     if plan.config["precision"] == "fp32":
         assert plan.accuracy.drop == 0.0
+
+
+def test_variants_with_a_model_uri_on_kubernetes_are_refused(mlp):
+    """The cluster would load the FP32 file from the URI: refused before anything is built."""
+    from autoconf._search._options import SearchOptions
+    from autoconf._search._precision import prepare_variants
+
+    opts = SearchOptions(
+        model_path=mlp,
+        slo_p99_ms=50,
+        backend="kubernetes",
+        backend_options={"model_uri": "s3://bucket/tiny_mlp.onnx"},
+        precisions=["fp32", "int8"],
+    )
+    with pytest.raises(UserError, match="--precisions with --model-uri"):
+        prepare_variants(opts, mlp, load_space(None))
+    opts.precisions = ["fp32"]
+    space, variants, notes = prepare_variants(opts, mlp, load_space(None))
+    assert space.values("precision") == ["fp32"] and not notes
