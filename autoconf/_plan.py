@@ -68,6 +68,17 @@ class PlanMeasured(BaseModel):
     unstable_reasons: list[str] = Field(default_factory=list)
 
 
+class PlanAccuracy(BaseModel):
+    """The chosen model variant's accuracy against the FP32 model (``autoconf._variants``):
+    ``drop`` is a fraction (``1 - top-1 agreement``, or the relative error)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metric: str
+    drop: float = Field(ge=0)
+    samples: int | None = None
+
+
 class PlanRunnerUp(BaseModel):
     """A config nearly as good as the chosen one, with what the search measured of it."""
 
@@ -135,6 +146,8 @@ class Plan(BaseModel):
     load: PlanLoad
     config: dict[str, Any]
     cost_per_hour: float = Field(ge=0)
+    #: the chosen precision's accuracy against FP32 (where precisions were searched)
+    accuracy: PlanAccuracy | None = None
     measured: PlanMeasured | None = None
     predicted: PlanMeasured | None = None
     runners_up: list[PlanRunnerUp] = Field(default_factory=list)

@@ -7,7 +7,9 @@ tools (``config`` key, ``p99_ms``, ``throughput_rps``, ``cost_per_hour`` and, fo
 deployment, its ``error``). Where the objective has a constraint (a SLO or a target load:
 every ``autoconf search``) the violation is also Optuna's own constraint (the ``constraints``
 system attr that its samplers, ``study.best_trial`` and optuna-dashboard read), so plain Optuna
-never reports an infeasible or failed trial as the best. A
+never reports an infeasible or failed trial as the best. Where model variants are searched,
+the measurement holds its variant's accuracy against FP32 and the trial a readable
+``accuracy_drop``. A
 running trial holds the ``worker`` that asked it and, once that worker measures it, a ``claim``
 on its config (so that parallel workers, threads or processes on one storage, never measure a
 config twice). The study's own attrs hold the search's target and its re-measurements
@@ -43,6 +45,10 @@ VALIDATIONS = "validations"
 CONFIG = "config"
 READABLE = ("p99_ms", "throughput_rps", "cost_per_hour")
 ERROR = "error"
+#: A model variant's accuracy against FP32 (``{metric, drop, samples}``, see
+#: :mod:`autoconf._variants`): in the measurement's ``extra`` and, readable, on the trial.
+ACCURACY = "accuracy"
+ACCURACY_DROP = "accuracy_drop"
 
 Trial = FrozenTrial | optuna.trial.Trial
 
@@ -95,6 +101,9 @@ def tell(
         trial.set_user_attr(name, getattr(m, name))
     if m.error:
         trial.set_user_attr(ERROR, m.error)
+    accuracy = accuracy_of(m)
+    if accuracy is not None:
+        trial.set_user_attr(ACCURACY_DROP, accuracy.get("drop"))
     if repeat:
         trial.set_user_attr(REPEAT, True)
     if objective.constrained:
@@ -102,6 +111,17 @@ def tell(
         # optuna-dashboard); the same value, so constrained samplers see what they saw before
         study._storage.set_trial_system_attr(trial._trial_id, _CONSTRAINTS_KEY, (told,))
     study.tell(trial, value_for_sampler(objective, m))
+
+
+def set_accuracy(m: Measurement, accuracy: dict[str, Any]) -> None:
+    """Tag ``m`` with the accuracy of the variant it measured (stored with it by :func:`tell`)."""
+    m.extra[ACCURACY] = dict(accuracy)
+
+
+def accuracy_of(m: Measurement) -> dict[str, Any] | None:
+    """The accuracy of the variant ``m`` measured (``{metric, drop, samples}``), where known."""
+    value = m.extra.get(ACCURACY)
+    return dict(value) if isinstance(value, dict) else None
 
 
 def metric_name(objective: Objective) -> str:

@@ -60,10 +60,22 @@ NORMALIZATION = {
     "EmbedLayerNormalization": 10, "MeanVarianceNormalization": 7, "LpNormalization": 3,
 }  # fmt: skip
 SOFTMAX = {"Softmax": 5, "LogSoftmax": 6, "Hardmax": 2}
+#: Quantize (scale, round, clamp), dequantize (subtract, scale); DynamicQuantizeLinear also
+#: finds the min and max of its input (ONNX Runtime's dynamic INT8).
 QUANT = {"QuantizeLinear": 2, "DequantizeLinear": 2, "DynamicQuantizeLinear": 4}
 CONV = {"Conv", "ConvInteger", "QLinearConv", "FusedConv", "NhwcConv", "ConvTranspose"}
 MATMUL = {"MatMul", "Gemm", "Einsum", "MatMulInteger", "QLinearMatMul", "FusedMatMul",
           "MatMulNBits", "FusedGemm"}  # fmt: skip
+#: INT8 contractions (ONNX and com.microsoft): their multiply-adds are integer work on 1-byte
+#: operands (bytes follow the tensors' types: 1 per INT8 weight); the weight's input index.
+QUANTIZED_CONTRACTIONS = {
+    "ConvInteger": 1, "QLinearConv": 3, "MatMulInteger": 1, "QLinearMatMul": 3, "QGemm": 3,
+    "DynamicQuantizeMatMul": 1, "MatMulIntegerToFloat": 1,
+}  # fmt: skip
+#: com.microsoft QLinear element-wise ops: dequantize, the op, requantize (per output element).
+QLINEAR_ELEMENTWISE = {"QLinearAdd": 5, "QLinearMul": 5, "QLinearSigmoid": 8,
+                       "QLinearLeakyRelu": 5, "QLinearSoftmax": 9}  # fmt: skip
+QLINEAR_POOLING = {"QLinearGlobalAveragePool", "QLinearAveragePool"}
 ATTENTION = {"Attention", "MultiHeadAttention", "GroupQueryAttention", "PackedAttention",
              "PackedMultiHeadAttention", "SparseAttention"}  # fmt: skip
 RECURRENT = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -110,15 +122,20 @@ def _need(shape: Shape | None) -> Shape:
     return shape
 
 
+def _weight(v: NodeView) -> Shape | None:
+    """A contraction's weight shape (QLinearConv, QLinearMatMul, QGemm take it as input 3)."""
+    return v.inp(QUANTIZED_CONTRACTIONS.get(v.node.op_type, 1))
+
+
 def _conv(v: NodeView) -> float:
-    w = _need(v.inp(1) if v.node.op_type != "QLinearConv" else v.inp(3))
+    w = _need(_weight(v))
     if v.node.op_type == "ConvTranspose":  # W: [Cin, Cout/group, k...]; each input scatters
         return 2.0 * numel(v.inp(0)) * math.prod(w[1:])
     return 2.0 * numel(v.out()) * math.prod(w[1:])
 
 
 def _matmul(v: NodeView) -> float:
-    a = _need(v.inp(0) if v.node.op_type != "QLinearMatMul" else v.inp(0))
+    a = _need(v.inp(0))  # A is input 0 of every matrix product, quantized or not
     k = a[-1] if a else 1
     return 2.0 * numel(v.out()) * k
 
@@ -213,6 +230,14 @@ def _pool(v: NodeView) -> float:
     return float(numel(v.out()) * math.prod(kernel))
 
 
+def _qlinear_pool(v: NodeView) -> float:
+    """Average pooling on INT8 (com.microsoft): the pooling's adds plus a requantize per output."""
+    if v.node.op_type == "QLinearGlobalAveragePool":
+        return float(numel(v.inp(0)) + 2 * numel(v.out()))
+    kernel = v.attrs.get("kernel_shape") or ()
+    return float(numel(v.out()) * (math.prod(kernel) + 2))
+
+
 def _per_out(k: float) -> Callable[[NodeView], float]:
     return lambda v: k * numel(v.out())
 
@@ -246,7 +271,9 @@ def _table() -> dict[str, tuple[str, Callable[[NodeView], float]]]:
         t[op] = ("conv", _conv)
     for op in ("MatMul", "MatMulInteger", "FusedMatMul", "QLinearMatMul"):
         t[op] = ("matmul", _matmul)
-    t["Gemm"] = t["FusedGemm"] = ("matmul", _gemm)
+    for op in ("DynamicQuantizeMatMul", "MatMulIntegerToFloat"):
+        t[op] = ("matmul", _matmul)
+    t["Gemm"] = t["FusedGemm"] = t["QGemm"] = ("matmul", _gemm)
     t["Einsum"] = ("matmul", _einsum)
     t["MatMulNBits"] = ("matmul", _matmul_nbits)
     for op in ATTENTION:
@@ -269,6 +296,11 @@ def _table() -> dict[str, tuple[str, Callable[[NodeView], float]]]:
         t[op] = ("elementwise", _binary)
     for op, k in QUANT.items():
         t[op] = ("elementwise", _per_in(k))
+    for op, k in QLINEAR_ELEMENTWISE.items():
+        t[op] = ("softmax" if op == "QLinearSoftmax" else "elementwise", _per_out(k))
+    for op in QLINEAR_POOLING:
+        t[op] = ("pooling", _qlinear_pool)
+    t["QLinearConcat"] = ("data_movement", _zero)
     for op in DATA_MOVEMENT:
         t[op] = ("data_movement", _zero)
     t["Resize"] = t["Upsample"] = ("data_movement", _resize)
@@ -290,14 +322,24 @@ def node_cost(v: NodeView) -> tuple[str, float] | None:
         return None
     category, fn = entry
     flops = fn(v)
-    if category == "conv" and v.node.op_type != "ConvTranspose":
-        group = int(v.attrs.get("group", 1))
-        w = v.inp(1)
-        if group > 1 and w is not None and len(w) > 1 and w[1] == 1:
-            category = "depthwise_conv"
+    if category == "conv" and v.node.op_type != "ConvTranspose" and _depthwise(v):
+        category = "depthwise_conv"
     elif v.node.op_type == "Gather" and v.data_is_param:
         category = "embedding"
     return category, flops
+
+
+def _depthwise(v: NodeView) -> bool:
+    """One filter per input channel: ``group`` > 1 equal to the input's channels, or (input shape
+    unknown) a weight with one input channel per group."""
+    group = int(v.attrs.get("group", 1))
+    if group <= 1:
+        return False
+    x = v.inp(0)
+    if x is not None and len(x) > 1:
+        return x[1] == group
+    w = _weight(v)
+    return w is not None and len(w) > 1 and w[1] == 1
 
 
 def attributes(node: onnx.NodeProto) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from .._errors import UserError
 from .._input import out_dir, rate_rps
 from .._secrets import redact
+from .._variants import parse_drop, parse_precisions
 from ._args import (
     add_backend_flag,
     add_backend_options,
@@ -109,6 +110,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     add_backend_options(p, "passed to the backend (repeatable)")
+    p.add_argument(
+        "--precisions",
+        metavar="LIST",
+        help="model variants to search, e.g. fp32,fp16,int8 (replaces the space's precision "
+        "dimension; FP16 and INT8 files are built with ONNX Runtime's tools and cached)",
+    )
+    p.add_argument(
+        "--max-accuracy-drop",
+        metavar="SHARE",
+        help="a variant whose outputs drift further from FP32's is left out, e.g. 1%% "
+        "(1 - top-1 agreement for class logits, else relative error; default 1%%)",
+    )
+    p.add_argument(
+        "--sample-inputs",
+        metavar="FILE.npz",
+        help="inputs for the accuracy check and INT8 calibration: one array per model input, "
+        "samples on the first axis (default: generated from the input signature)",
+    )
     add_dim_flag(p, "used for the profile and the requests, and kept in the plan")
     add_manifest_flags(
         p,
@@ -155,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         duration = parse_duration_s(args.duration, "--duration") if args.duration else 10.0
     if qps is not None:
         rate_rps(qps, "--qps")
+    precisions = parse_precisions(args.precisions) if args.precisions is not None else None
+    max_drop = parse_drop(args.max_accuracy_drop) if args.max_accuracy_drop is not None else None
     opts = SearchOptions(
         model_path=model,
         slo_p99_ms=parse_latency_ms(slo),
@@ -177,6 +198,9 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         dims=dims(args),
         manifest=manifest_settings(args),
+        precisions=precisions,
+        max_accuracy_drop=max_drop,
+        sample_inputs=Path(args.sample_inputs) if args.sample_inputs else None,
     )
     if args.quiet:  # warnings too: nothing but errors
         logging.getLogger().setLevel(logging.ERROR)

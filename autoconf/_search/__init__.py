@@ -36,6 +36,7 @@ from .._types import Config, Load, Measurement
 from ._manifests import write_manifests
 from ._options import SearchOptions, SearchResult, check_options
 from ._outputs import SearchOutput, build_plan, write_interrupted
+from ._precision import prepare_variants, tag_accuracy, use_variants
 from ._remeasure import Remeasurements, Validator, ranked
 from ._rounds import Rounds, run_rounds
 from ._sampler import SearchStop, make_search_sampler
@@ -82,7 +83,8 @@ def run_search(opts: SearchOptions) -> SearchResult:
     opts.dims = dict(getattr(profile, "dims", dims))  # every symbolic dim, valued
     if takes_dims(opts.backend):  # the requests carry the shapes the profile was made at
         opts.backend_options["dims"] = dict(opts.dims)
-    space, space_notes = _hostable(opts, load_space(opts.space))
+    space, variants, variant_notes = prepare_variants(opts, model_path, load_space(opts.space))
+    space, space_notes = _hostable(opts, space)
     objective = Objective(slo_p99_ms=opts.slo_p99_ms, target_rps=opts.target_rps)
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +104,8 @@ def run_search(opts: SearchOptions) -> SearchResult:
     so = SearchOutput(
         opts, model_path, out, sha, profile, space, objective, sampler_name, name, storage, started
     )
-    so.space_notes = space_notes
+    so.space_notes = variant_notes + space_notes
+    so.variants = variants
     rounds = _search(study, so, kb, kb_name)
     return _finish(study, so, rounds, kb, kb_name)
 
@@ -144,7 +147,8 @@ def _search(study: optuna.Study, so: SearchOutput, kb: Any, kb_name: str) -> Rou
             stack.enter_context(get_backend(opts.backend, so.space, **opts.backend_options))
             for _ in range(opts.parallel)
         ]
-        evaluators = [_evaluator(b, so.profile, load, progress) for b in backends]
+        use_variants(backends, so.variants)
+        evaluators = [_evaluator(b, so.profile, load, progress, so.variants) for b in backends]
         validator = Validator(backends[0], so.profile, objective, opts.validate_s())
         stack.enter_context(progress)
         try:
@@ -166,13 +170,20 @@ def _search(study: optuna.Study, so: SearchOutput, kb: Any, kb_name: str) -> Rou
             raise
 
 
-def _evaluator(backend: Any, profile: Any, load: Load, progress: SearchProgress) -> Any:
-    """One worker's evaluate, telling the live display when a trial starts and its steps."""
+def _evaluator(
+    backend: Any,
+    profile: Any,
+    load: Load,
+    progress: SearchProgress,
+    variants: dict[str, Any] | None = None,
+) -> Any:
+    """One worker's evaluate, telling the live display when a trial starts and its steps;
+    each measurement tagged with its model variant's accuracy (``variants``, where searched)."""
     backend.on_step = progress.step
 
     def evaluate(config: Config) -> Measurement:
         progress.trial_started(config)
-        return backend.evaluate(profile, config, load)
+        return tag_accuracy(variants or {}, config, backend.evaluate(profile, config, load))
 
     return evaluate
 

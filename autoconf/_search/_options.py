@@ -11,6 +11,7 @@ from .._errors import UserError
 from .._manifests import ManifestSettings
 from .._report import TrialRecord, closest
 from .._types import Config, Measurement
+from .._variants import parse_drop, parse_precisions
 
 
 @dataclass
@@ -41,6 +42,12 @@ class SearchOptions:
     dims: dict[str, int] = field(default_factory=dict)
     #: what the plan's manifests say beyond the config (``--model-uri``, ``--namespace``, ...)
     manifest: ManifestSettings = field(default_factory=lambda: ManifestSettings())
+    #: ``--precisions``: the model variants searched (replaces the space's ``precision``)
+    precisions: list[str] | None = None
+    #: ``--max-accuracy-drop`` as a fraction (None: :data:`autoconf._variants.DEFAULT_MAX_DROP`)
+    max_accuracy_drop: float | None = None
+    #: ``--sample-inputs FILE.npz``: the accuracy check's (and INT8 calibration's) inputs
+    sample_inputs: Path | None = None
 
     def validate_s(self) -> float:
         """How long each re-measurement runs (twice a search measurement by default)."""
@@ -79,6 +86,12 @@ def check_options(opts: SearchOptions) -> Path:
         if opts.target_rps is not None:
             _input.check_requests(opts.target_rps, seconds, f"--qps x {option}")
     opts.backend_options = _input.backend_options(opts.backend, opts.backend_options)
+    if opts.precisions is not None:
+        opts.precisions = parse_precisions(",".join(opts.precisions))
+    if opts.max_accuracy_drop is not None:
+        opts.max_accuracy_drop = parse_drop(opts.max_accuracy_drop)
+    if opts.sample_inputs is not None and not Path(opts.sample_inputs).is_file():
+        raise UserError(f"--sample-inputs {opts.sample_inputs}: file not found")
     _input.out_dir(opts.out_dir)
     model_path = Path(opts.model_path)
     if not model_path.is_file():

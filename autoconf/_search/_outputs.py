@@ -19,6 +19,7 @@ from .._objective import Objective
 from .._plan import (
     PLAN_FORMAT,
     Plan,
+    PlanAccuracy,
     PlanLoad,
     PlanMeasured,
     PlanModel,
@@ -29,6 +30,7 @@ from .._plan import (
     PlanStudy,
     sha256_of,
 )
+from .._record import accuracy_of
 from .._report import (
     ReportContext,
     TrialRecord,
@@ -67,6 +69,8 @@ class SearchOutput:
     started: float
     #: what was left out of the space because the backend cannot host it (see ``_feasible``)
     space_notes: list[str] = field(default_factory=list)
+    #: the model variants searched, checked against FP32 (see ``_precision``)
+    variants: dict[str, Any] = field(default_factory=dict)
 
     def report_context(self, outcome: str, **kw: Any) -> ReportContext:
         name = self.model_path.name
@@ -161,6 +165,7 @@ def build_plan(
         load=PlanLoad(target_rps=round(chosen.target_rps, 3), duration_s=opts.validate_s()),
         config=config.to_dict(),
         cost_per_hour=round(space.cost_per_hour(config), 6),
+        **_accuracy(chosen.record.measurement),
         measured=PlanMeasured(
             source=(
                 "simulated at the target load (sim backend: not a measurement)"
@@ -206,6 +211,13 @@ def build_plan(
             command=redact(opts.command) if opts.command else opts.command,
         ),
     )
+
+
+def _accuracy(m: Measurement) -> dict[str, Any]:
+    """The plan's ``accuracy`` (the chosen variant's, against FP32), where variants were
+    searched."""
+    acc = accuracy_of(m)
+    return {"accuracy": PlanAccuracy(**acc)} if acc else {}
 
 
 def write_interrupted(so: SearchOutput, study: optuna.Study) -> None:

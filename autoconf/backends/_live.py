@@ -10,6 +10,11 @@ deploys it, runs one measurement and tears it down:
 A deployment that fails (not ready, crash, OOM, never scheduled) is a
 ``Measurement.failed(...)``: infeasible, never a score. Subclasses name their deployer.
 
+A config's ``precision`` picks the file deployed: the model itself for FP32, else its variant
+(:mod:`autoconf._variants`): the one the search built and checked (``model_variants``), or one
+built here and cached (``autoconf validate`` of a plan). A variant that cannot be built is a
+failed measurement with the reason, never deployed.
+
 A measurement that is not stable (:mod:`stress._stability`; for a capacity search, its
 verdict) is measured again on a fresh deployment, at most ``unstable_retries`` times; what stays
 unstable is returned flagged (``stable`` false, ``unstable_reasons``), never silently: the
@@ -30,6 +35,7 @@ from .._deployment import deployment_spec, model_memory_mb
 from .._errors import UserError
 from .._space import SearchSpace
 from .._types import Config, Load, Measurement
+from .._variants import VariantError, canonical, variant_file
 from ._base import Backend
 
 if TYPE_CHECKING:
@@ -49,6 +55,9 @@ class LiveBackend(Backend):
     """
 
     deployer_name: ClassVar[str]
+    #: The file of each precision the search checked (``autoconf._variants``); one not here is
+    #: built (and cached) when first deployed.
+    model_variants: dict[str, Path]
     #: Whether each deployment requests the model's memory (:func:`model_memory_mb`): where it
     #: is a container's request and limit (Kubernetes), not a local address-space limit.
     sizes_memory: ClassVar[bool] = False
@@ -77,12 +86,19 @@ class LiveBackend(Backend):
         except TypeError as exc:
             raise UserError(f"backend {self.name!r}: bad option: {exc}") from None
         self._trials = itertools.count(1)
+        self.model_variants = {}
+        self._dims = dict(deployer_options.get("dims") or {})
 
     def spec_for(self, profile: ModelProfile, config: Config, trial: int) -> stress.DeploymentSpec:
-        """The deployment of ``config`` for the model behind ``profile``."""
+        """The deployment of ``config`` for the model behind ``profile`` (the file of its
+        precision; :class:`autoconf._variants.VariantError` when that cannot be built)."""
+        precision = canonical(config.precision)
+        path = self.model_variants.get(precision)
+        if path is None:
+            path = variant_file(profile.path, precision, self._dims)
         return deployment_spec(
             config,
-            profile.path,
+            path,
             model_name=str(getattr(profile, "name", "") or "model"),
             labels={"study": self.study, "trial": str(trial)},
             memory_mb=model_memory_mb(profile, config) if self.sizes_memory else None,
@@ -117,8 +133,11 @@ class LiveBackend(Backend):
         cost = self.space.cost_per_hour(config)  # UserError for a GPU type outside the catalog
         if load.target_rps is None and load.slo_p99_ms is None:
             raise UserError("a live measurement needs a target rate or a p99 SLO")
-        spec = self.spec_for(profile, config, next(self._trials))
         started = time.monotonic()
+        try:
+            spec = self.spec_for(profile, config, next(self._trials))
+        except VariantError as exc:
+            return Measurement.failed(str(exc), cost, wall_s=time.monotonic() - started)
         try:
             with self.deployer.deploy(spec) as dep:
                 if load.target_rps is not None:
