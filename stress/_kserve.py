@@ -23,7 +23,8 @@ INFERENCE_SERVICE_SCHEMA = Path(__file__).parent / "schemas" / "inferenceservice
 TRIMMED_COMPONENTS = ("canary", "explainer", "transformer")
 #: The ObjectMeta the API server checks itself (the CRD says only ``type: object``).
 OBJECT_META_REF = (
-    "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    "https://kubernetes.io/api/_definitions.json"
+    "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 )
 
 
