@@ -67,6 +67,9 @@ class SearchOutput:
     started: float
     #: what was left out of the space because the backend cannot host it (see ``_feasible``)
     space_notes: list[str] = field(default_factory=list)
+    #: precision -> the variant ONNX file built from the model (``fp16``, ``int8``): the one
+    #: the chosen config's precision names is copied beside plan.yaml (:func:`place_variant`)
+    variant_files: dict[str, Path] = field(default_factory=dict)
 
     def report_context(self, outcome: str, **kw: Any) -> ReportContext:
         name = self.model_path.name
@@ -123,6 +126,37 @@ def _kops_profile(profile: Any) -> dict[str, Any] | None:
         return None
 
 
+def place_variant(out: Path, variant: Path, model_stem: str, precision: str) -> Path:
+    """Copy the variant file ``variant`` beside plan.yaml in ``out`` as
+    ``<model stem>.<precision>.onnx`` (what the plan's ``model.variant_file`` names and its
+    manifests serve); returns the copy."""
+    import shutil
+
+    dest = out / f"{model_stem}.{precision}.onnx"
+    if variant.resolve() != dest.resolve():
+        shutil.copyfile(variant, dest)
+    return dest
+
+
+def _plan_model(so: SearchOutput, precision: str) -> PlanModel:
+    """The plan's ``model``: the file searched and, for a variant, the file served."""
+    variant: dict[str, Any] = {}
+    if precision != "fp32" and precision in so.variant_files:
+        dest = place_variant(so.out, so.variant_files[precision], so.model_path.stem, precision)
+        variant = {"variant_file": _rel(dest, so.out), "variant_sha256": sha256_of(dest)}
+    elif precision != "fp32":
+        logger.warning("the plan serves the %s variant and none was built", precision)
+    return PlanModel(
+        name=so.model_path.stem,
+        path=_rel(so.model_path, so.out),
+        sha256=so.sha,
+        dims=dict(so.opts.dims),
+        precision=precision,
+        **variant,
+        **({"uri": so.opts.manifest.model_uri} if so.opts.manifest.model_uri else {}),
+    )
+
+
 #: Backends whose figures come from a model, not a deployment.
 SIMULATED_BACKENDS = frozenset({"sim"})
 
@@ -149,14 +183,7 @@ def build_plan(
     simulated = opts.backend in SIMULATED_BACKENDS
     return Plan(
         autoconf_plan=PLAN_FORMAT,
-        model=PlanModel(
-            name=so.model_path.stem,
-            path=_rel(so.model_path, out),
-            sha256=so.sha,
-            dims=dict(opts.dims),
-            precision=config.precision or "fp32",
-            **({"uri": opts.manifest.model_uri} if opts.manifest.model_uri else {}),
-        ),
+        model=_plan_model(so, config.precision or "fp32"),
         slo=PlanSlo(p99_ms=opts.slo_p99_ms),
         load=PlanLoad(target_rps=round(chosen.target_rps, 3), duration_s=opts.validate_s()),
         config=config.to_dict(),

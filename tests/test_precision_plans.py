@@ -1,0 +1,123 @@
+"""One precision everywhere (issue 18): the config's precision is what the simulator computes
+at, what the plan names, what the notation shows and what the manifests serve (the variant file
+beside plan.yaml for FP16/INT8; the model as exported for FP32)."""
+
+from __future__ import annotations
+
+import base64
+import types
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+from autoconf import Config, UserError
+from autoconf._deployment import served_model
+from autoconf._notation import LEGEND, short
+from autoconf.cli import main
+
+SPACE = """
+name: gpu-fp16
+dimensions:
+  batch_size: [1, 8]
+  gpu_type: [T4, L4]
+  replicas: [1, 2]
+  cpu_cores: [1, 2]
+  precision: [fp16]
+gpus:
+  T4: {fp16_tflops: 65, fp32_tflops: 8.1, int8_tops: 130, memory_gb: 16, bandwidth_gbps: 320,
+       price_per_hour: 0.35}
+  L4: {fp16_tflops: 121, fp32_tflops: 30.3, int8_tops: 242, memory_gb: 24, bandwidth_gbps: 300,
+       price_per_hour: 0.56}
+pricing: {cpu_core_per_hour: 0.0447}
+"""
+
+
+def _mlp(path: Path, seed: int) -> Path:
+    """A tiny MLP (small enough to embed in a ConfigMap)."""
+    w = numpy_helper.from_array(
+        np.random.default_rng(seed).standard_normal((16, 4)).astype(np.float32), "w"
+    )
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [w],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_the_notation_names_a_variant_and_the_legend_says_so() -> None:
+    base = dict(batch_size=8, gpu_type="T4", replicas=2, cpu_cores=4, max_queue_delay_ms=5)
+    assert short(Config(**base)) == "bs8 T4 x2 4c q5ms"
+    assert short(Config(**base, precision="fp32")) == "bs8 T4 x2 4c q5ms"
+    assert short(Config(**base, precision="int8")) == "bs8 T4 x2 4c q5ms int8"
+    assert any("fp16" in k and "variant" in v for k, v in LEGEND)
+
+
+def test_served_model_is_the_variant_of_the_configs_precision(tmp_path: Path) -> None:
+    model, variant = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
+    cfg = Config(batch_size=1, gpu_type="cpu")
+    assert served_model(model, cfg, {}) == model
+    assert served_model(model, Config(**{**cfg.to_dict(), "precision": "fp32"}), {}) == model
+    int8 = Config(**{**cfg.to_dict(), "precision": "int8"})
+    assert served_model(model, int8, {"int8": variant}) == variant
+    with pytest.raises(UserError, match="int8 variant"):
+        served_model(model, int8, {"fp16": variant})
+
+
+def test_a_variant_plan_names_its_precision_and_its_manifests_serve_the_variant(
+    tmp_path: Path, capsys
+) -> None:
+    model = _mlp(tmp_path / "tiny.onnx", 0)
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    out = tmp_path / "out"
+    argv = ["search", str(model), "--slo-p99", "50ms", "--backend", "sim", "--space", str(space)]
+    argv += ["--budget", "3", "--knowledge", "none", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    plan = yaml.safe_load((out / "plan.yaml").read_text())
+    assert plan["config"]["precision"] == "fp16" and plan["model"]["precision"] == "fp16"
+    assert "computed at FP16" in plan["provenance"]["basis"]
+    assert "precision" in (out / "trials.csv").read_text().splitlines()[0].split(",")
+    assert " fp16</td>" in (out / "report.html").read_text()
+    # no variant file was built (the sim measures none): no manifest serving the FP32 file
+    assert "variant_file" not in plan["model"]
+    assert not (out / "manifests").exists() or not list((out / "manifests").glob("*.yaml"))
+    assert "fp16 variant" in err
+    # the variant placed beside the plan (what the search does when it built one)
+    variant = _mlp(out / "tiny.fp16.onnx", 1)
+    plan["model"]["variant_file"] = variant.name
+    (out / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    assert main(["manifests", str(out / "plan.yaml")]) == 0
+    docs = [yaml.safe_load(p.read_text()) for p in sorted((out / "manifests").glob("*.yaml"))]
+    embedded = base64.b64decode(docs[0]["binaryData"]["model.onnx"])
+    assert embedded == variant.read_bytes() != model.read_bytes()
+    assert 'name: "tiny"' in docs[0]["data"]["config.pbtxt"]  # the model's name, not the file's
+
+
+def test_the_search_places_a_built_variant_beside_the_plan(tmp_path: Path) -> None:
+    from autoconf._search._outputs import _plan_model
+
+    model = _mlp(tmp_path / "m.onnx", 0)
+    built = _mlp(tmp_path / "cache-int8.onnx", 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    opts = types.SimpleNamespace(dims={}, manifest=types.SimpleNamespace(model_uri=None))
+    so = types.SimpleNamespace(
+        opts=opts, model_path=model, out=out, sha="x", variant_files={"int8": built}
+    )
+    pm = _plan_model(so, "int8")  # type: ignore[arg-type]
+    assert pm.precision == "int8" and pm.variant_file == "m.int8.onnx"
+    assert (out / "m.int8.onnx").read_bytes() == built.read_bytes()
+    from autoconf._plan import sha256_of
+
+    assert pm.variant_sha256 == sha256_of(built)
+    fp32 = _plan_model(so, "fp32")  # type: ignore[arg-type]
+    assert fp32.precision == "fp32" and fp32.variant_file is None
