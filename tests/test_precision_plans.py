@@ -121,3 +121,27 @@ def test_the_search_places_a_built_variant_beside_the_plan(tmp_path: Path) -> No
     assert pm.variant_sha256 == sha256_of(built)
     fp32 = _plan_model(so, "fp32")  # type: ignore[arg-type]
     assert fp32.precision == "fp32" and fp32.variant_file is None
+
+
+def test_kserve_lays_out_the_served_file_when_the_storage_holds_both(tmp_path: Path) -> None:
+    """KServe's storage may hold the FP32 model and its variant: the InferenceService's start
+    script links the served file (by name) into Triton's repository. The script runs here under
+    sh with its paths moved into tmp_path and Triton replaced by ``exit 0``."""
+    import subprocess
+
+    from autoconf._manifests import _kserve_command
+
+    models, repo = tmp_path / "mnt", tmp_path / "repo"
+    (models / "sub").mkdir(parents=True)
+    for name in ("tiny.onnx", "sub/tiny.int8.onnx"):
+        (models / name).write_bytes(b"onnx")
+    (tmp_path / "config.pbtxt").write_text('name: "tiny"\n')
+    for served, expected in [("tiny.int8.onnx", "sub/tiny.int8.onnx"), ("tiny.onnx", "tiny.onnx")]:
+        script = _kserve_command("tiny", served)[2]
+        script = script.replace("/mnt/models", str(models)).replace("/tmp/repository", str(repo))
+        script = script.replace("/config/config.pbtxt", str(tmp_path / "config.pbtxt"))
+        script = script.replace("exec tritonserver", "exit 0; tritonserver")
+        subprocess.run(["sh", "-c", script], check=True)
+        link = repo / "tiny" / "1" / "model.onnx"
+        assert Path(link.readlink()) == models / expected
+        link.unlink()
