@@ -56,23 +56,6 @@ def model_memory_mb(profile: Any, config: Config) -> int | None:
     return int(math.ceil(mib / 64) * 64)
 
 
-def served_model(model_path: str | Path, config: Config, variants: Mapping[str, Path]) -> Path:
-    """The ONNX file a config serves: ``model_path`` (the model as exported) when its precision
-    is FP32 or unset, else ``variants[precision]`` (a variant file built from it, e.g. by
-    ``autoconf`` from ``--precisions``). Raises ``UserError`` when that variant was not built."""
-    precision = config.precision or "fp32"
-    if precision == "fp32":
-        return Path(model_path)
-    if precision not in variants:
-        from ._errors import UserError
-
-        raise UserError(
-            f"config {config.key()} serves the {precision} variant of {Path(model_path).name}, "
-            "and no such variant was built"
-        )
-    return Path(variants[precision])
-
-
 def deployment_spec(
     config: Config,
     model_path: str | Path,
@@ -82,10 +65,9 @@ def deployment_spec(
     memory_mb: int | None = None,
 ) -> stress.DeploymentSpec:
     """``config`` of the model at ``model_path`` as a deployment. ``model_path`` is the file
-    served: for a config with a precision other than FP32, the variant's (see
-    :func:`served_model`), with ``model_name`` the original model's, so clients' URLs do not
-    change with the precision. ``model_name`` (default: the
-    file's stem) is made safe by :func:`stress.model_name`: it reaches shells and configs;
+    served: for a precision other than FP32, the variant's (a plan's ``model.variant_file``, a
+    live backend's built variant), with ``model_name`` the original model's, so that clients'
+    URLs do not change with the precision. ``model_name`` (default: the file's stem) is made safe by :func:`stress.model_name`: it reaches shells and configs;
     ``memory_mb`` (see :func:`model_memory_mb`) is each replica's memory request and limit."""
     return stress.DeploymentSpec(
         model_path=Path(model_path),

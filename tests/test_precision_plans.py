@@ -10,12 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
-from autoconf import Config, UserError
-from autoconf._deployment import served_model
+from autoconf import Config
 from autoconf._notation import LEGEND, short
 from autoconf.cli import main
 
@@ -60,17 +58,6 @@ def test_the_notation_names_a_variant_and_the_legend_says_so() -> None:
     assert any("fp16" in k and "variant" in v for k, v in LEGEND)
 
 
-def test_served_model_is_the_variant_of_the_configs_precision(tmp_path: Path) -> None:
-    model, variant = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
-    cfg = Config(batch_size=1, gpu_type="cpu")
-    assert served_model(model, cfg, {}) == model
-    assert served_model(model, Config(**{**cfg.to_dict(), "precision": "fp32"}), {}) == model
-    int8 = Config(**{**cfg.to_dict(), "precision": "int8"})
-    assert served_model(model, int8, {"int8": variant}) == variant
-    with pytest.raises(UserError, match="int8 variant"):
-        served_model(model, int8, {"fp16": variant})
-
-
 def test_a_variant_plan_names_its_precision_and_its_manifests_serve_the_variant(
     tmp_path: Path, capsys
 ) -> None:
@@ -111,7 +98,11 @@ def test_the_search_places_a_built_variant_beside_the_plan(tmp_path: Path) -> No
     out.mkdir()
     opts = types.SimpleNamespace(dims={}, manifest=types.SimpleNamespace(model_uri=None))
     so = types.SimpleNamespace(
-        opts=opts, model_path=model, out=out, sha="x", variant_files={"int8": built}
+        opts=opts,
+        model_path=model,
+        out=out,
+        sha="x",
+        variants={"int8": types.SimpleNamespace(precision="int8", path=built)},
     )
     pm = _plan_model(so, "int8")  # type: ignore[arg-type]
     assert pm.precision == "int8" and pm.variant_file == "m.int8.onnx"

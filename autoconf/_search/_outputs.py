@@ -67,9 +67,8 @@ class SearchOutput:
     started: float
     #: what was left out of the space because the backend cannot host it (see ``_feasible``)
     space_notes: list[str] = field(default_factory=list)
-    #: precision -> the variant ONNX file built from the model (``fp16``, ``int8``): the one
-    #: the chosen config's precision names is copied beside plan.yaml (:func:`place_variant`)
-    variant_files: dict[str, Path] = field(default_factory=dict)
+    #: the model variants searched, checked against FP32 (see ``_precision``)
+    variants: dict[str, Any] = field(default_factory=dict)
 
     def report_context(self, outcome: str, **kw: Any) -> ReportContext:
         name = self.model_path.name
@@ -138,11 +137,20 @@ def place_variant(out: Path, variant: Path, model_stem: str, precision: str) -> 
     return dest
 
 
+def _variant_path(so: SearchOutput, precision: str) -> Path | None:
+    """The built file of ``precision`` in ``so.variants`` (precision -> a variant with a
+    ``path``, or the path itself), or None."""
+    v = so.variants.get(precision)
+    path = getattr(v, "path", v)
+    return Path(path) if path is not None else None
+
+
 def _plan_model(so: SearchOutput, precision: str) -> PlanModel:
     """The plan's ``model``: the file searched and, for a variant, the file served."""
     variant: dict[str, Any] = {}
-    if precision != "fp32" and precision in so.variant_files:
-        dest = place_variant(so.out, so.variant_files[precision], so.model_path.stem, precision)
+    built = _variant_path(so, precision) if precision != "fp32" else None
+    if built is not None:
+        dest = place_variant(so.out, built, so.model_path.stem, precision)
         variant = {"variant_file": _rel(dest, so.out), "variant_sha256": sha256_of(dest)}
     elif precision != "fp32":
         logger.warning("the plan serves the %s variant and none was built", precision)
