@@ -74,12 +74,14 @@ def test_a_variant_plan_names_its_precision_and_its_manifests_serve_the_variant(
     assert "computed at FP16" in plan["provenance"]["basis"]
     assert "precision" in (out / "trials.csv").read_text().splitlines()[0].split(",")
     assert " fp16</td>" in (out / "report.html").read_text()
-    # no variant file was built (the sim measures none): no manifest serving the FP32 file
-    assert "variant_file" not in plan["model"]
-    assert not (out / "manifests").exists() or not list((out / "manifests").glob("*.yaml"))
-    assert "fp16 variant" in err
-    # the variant placed beside the plan (what the search does when it built one)
-    variant = _mlp(out / "tiny.fp16.onnx", 1)
+    if "variant_file" in plan["model"]:  # built by the search (with autoconf._variants)
+        assert (out / plan["model"]["variant_file"]).is_file()
+        assert list((out / "manifests").glob("*.yaml"))
+    else:  # none built: no manifest serving the FP32 file instead, and one line saying so
+        assert not (out / "manifests").exists() or not list((out / "manifests").glob("*.yaml"))
+        assert "fp16 variant" in err
+    # a variant file beside the plan: the manifests serve it, under the model's name
+    variant = _mlp(out / "other.fp16.onnx", 1)
     plan["model"]["variant_file"] = variant.name
     (out / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
     assert main(["manifests", str(out / "plan.yaml")]) == 0
@@ -87,6 +89,13 @@ def test_a_variant_plan_names_its_precision_and_its_manifests_serve_the_variant(
     embedded = base64.b64decode(docs[0]["binaryData"]["model.onnx"])
     assert embedded == variant.read_bytes() != model.read_bytes()
     assert 'name: "tiny"' in docs[0]["data"]["config.pbtxt"]  # the model's name, not the file's
+    # without it: no manifests, one line naming the variant
+    del plan["model"]["variant_file"]
+    (out / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    capsys.readouterr()
+    assert main(["manifests", str(out / "plan.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "fp16 variant" in err
 
 
 def test_the_search_places_a_built_variant_beside_the_plan(tmp_path: Path) -> None:
