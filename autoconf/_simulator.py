@@ -88,13 +88,6 @@ from ._objective import Objective
 from ._space import GpuSpec, SearchSpace
 from ._types import Config, Load, Measurement
 
-#: What a plan from the simulator says about its precision basis (see assumption 1).
-PRECISION_NOTE = (
-    "the simulator computes at the config's precision (FP32 unless the config names a variant: "
-    "the catalog's fp32_tflops, fp16_tflops or int8_tops; autoconf._simulator, assumption 1), "
-    "the precision the plan's Triton configuration serves"
-)
-
 _PEAK_NAMES = {
     "fp32": "fp32_tflops",
     "fp16": "fp16_tflops, tensor cores",
