@@ -89,6 +89,18 @@ def test_a_variant_plan_names_its_precision_and_its_manifests_serve_the_variant(
     embedded = base64.b64decode(docs[0]["binaryData"]["model.onnx"])
     assert embedded == variant.read_bytes() != model.read_bytes()
     assert 'name: "tiny"' in docs[0]["data"]["config.pbtxt"]  # the model's name, not the file's
+    # the FP32 model's storage (the search's --model-uri) does not hold the variant: refused
+    plan["model"]["uri"] = "s3://b/tiny.onnx"
+    (out / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    capsys.readouterr()
+    assert main(["manifests", str(out / "plan.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "other.fp16.onnx" in err and "--model-uri" in err
+    uri = "s3://b/other.fp16.onnx"
+    assert main(["manifests", str(out / "plan.yaml"), "--model-uri", uri]) == 0
+    docs = [yaml.safe_load(p.read_text()) for p in sorted((out / "manifests").glob("*.yaml"))]
+    pod = docs[1]["spec"]["template"]["spec"]
+    assert {"name": "MODEL_URI", "value": uri} in pod["initContainers"][0]["env"]
     # without it: no manifests, one line naming the variant
     del plan["model"]["variant_file"]
     (out / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))

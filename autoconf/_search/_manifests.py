@@ -49,7 +49,7 @@ def write_manifests(
     schemas; returns the files written and, when none could be, the one line saying why and
     how to render them. ``model_path`` is the model as exported; a plan with another precision
     serves its variant file instead (``model.variant_file``, beside the plan), under the
-    model's name. Memory is sized from ``profile`` (the FP32 model's: an over-estimate for a
+    model's name, from a storage URI other than the FP32 model's (``model.uri``). Memory is sized from ``profile`` (the FP32 model's: an over-estimate for a
     variant, never an under-estimate)."""
     import stress
 
@@ -65,6 +65,13 @@ def write_manifests(
         return [], (
             f"no manifests written: the plan serves the {plan.model.precision} variant of "
             f"{model_path.name} and its file (model.variant_file) is not beside {plan_path.name}"
+        )
+    if served != model_path and settings.model_uri and settings.model_uri == plan.model.uri:
+        hint = render_hint(plan_path, settings)
+        return [], (
+            f"no manifests written: the plan serves the {plan.model.precision} variant and "
+            f"{settings.model_uri} is where the FP32 model is stored (model.uri); store "
+            f"{served.name} and run: {hint}"
         )
     spec = deployment_spec(
         config,
