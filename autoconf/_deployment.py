@@ -64,8 +64,10 @@ def deployment_spec(
     labels: Mapping[str, str] | None = None,
     memory_mb: int | None = None,
 ) -> stress.DeploymentSpec:
-    """``config`` of the model at ``model_path`` as a deployment. ``model_name`` (default: the
-    file's stem) is made safe by :func:`stress.model_name`: it reaches shells and configs;
+    """``config`` of the model at ``model_path`` as a deployment. ``model_path`` is the file
+    served: for a precision other than FP32, the variant's (a plan's ``model.variant_file``, a
+    live backend's built variant), with ``model_name`` the original model's, so that clients'
+    URLs do not change with the precision. ``model_name`` (default: the file's stem) is made safe by :func:`stress.model_name`: it reaches shells and configs;
     ``memory_mb`` (see :func:`model_memory_mb`) is each replica's memory request and limit."""
     return stress.DeploymentSpec(
         model_path=Path(model_path),

@@ -129,14 +129,18 @@ def _autoscaler(
     }
 
 
-def _kserve_command(model_name: str) -> list[str]:
+def _kserve_command(model_name: str, served_file: str) -> list[str]:
     """Triton under KServe: KServe's storage initializer puts the model under /mnt/models; this
     lays out a Triton repository with the plan's ``config.pbtxt`` (the batcher, the instance
-    group) from the ConfigMap and the downloaded ``.onnx``, then runs Triton on KServe's ports."""
+    group) from the ConfigMap and the downloaded ``.onnx`` (``served_file`` by name where the
+    storage holds it, e.g. a variant stored beside the FP32 model; else the first ``.onnx``),
+    then runs Triton on KServe's ports."""
     repo = f"/tmp/repository/{model_name}"
+    name = stress.shell_quote(served_file)
     script = (
         f"set -e; mkdir -p {repo}/1; cp /config/config.pbtxt {repo}/config.pbtxt; "
-        "f=$(find /mnt/models -name '*.onnx' | head -n 1); "
+        f"f=$(find /mnt/models -name {name} | head -n 1); "
+        "[ -n \"$f\" ] || f=$(find /mnt/models -name '*.onnx' | head -n 1); "
         '[ -n "$f" ] || { echo "no .onnx file under the storage URI" >&2; exit 1; }; '
         f'ln -s "$f" {repo}/1/model.onnx; '
         "exec tritonserver --model-repository=/tmp/repository --model-control-mode=none "
@@ -170,7 +174,7 @@ def _inference_service(
             "runtimeVersion": tag,
             "protocolVersion": "v2",
             "storageUri": opts.model_uri,
-            "command": _kserve_command(model_name),
+            "command": _kserve_command(model_name, spec.model_path.name),
             "resources": stress.resource_requirements(spec, opts),
             "securityContext": stress.container_security_context(),
             "volumeMounts": [

@@ -1,4 +1,5 @@
-"""How the report and the live display write a config (``bs8 T4 x2 4c i2 q5ms``), and its legend."""
+"""How the report and the live display write a config (``bs8 T4 x2 4c i2 q5ms``, ``... int8`` for a
+model variant), and its legend."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ LEGEND = (
     ("i2", "model instances per replica (per GPU): concurrent executions"),
     ("q5ms", "maximum queue delay: how long a request may wait for its batch to fill"),
     ("m8GB, s50%", "GPU memory and share of a fractional GPU (Falcon spaces only)"),
+    ("fp16, int8", "the model variant served (absent: the model as exported, FP32)"),
 )
 
 
 def short(c: Config) -> str:
-    """A config in the report's notation (see :data:`LEGEND`), e.g. ``bs8 T4 x2 4c i2 q5ms``."""
+    """A config in the report's notation (see :data:`LEGEND`), e.g. ``bs8 T4 x2 4c i2 q5ms``;
+    a precision other than FP32 is written last (``bs8 T4 x2 4c q5ms int8``)."""
     d = c.to_dict()
     parts = [
         f"bs{d['batch_size']}",
@@ -33,6 +36,8 @@ def short(c: Config) -> str:
         parts.append(f"m{d['gpu_mem_gb']:g}GB")
     if "gpu_share_pct" in d:
         parts.append(f"s{d['gpu_share_pct']}%")
+    if d.get("precision", "fp32") != "fp32":
+        parts.append(str(d["precision"]))
     return " ".join(parts)
 
 

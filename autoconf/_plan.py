@@ -29,8 +29,13 @@ class PlanModel(BaseModel):
     sha256: str
     #: values of its symbolic input dims it was profiled and measured at (``--dim``)
     dims: dict[str, int] = Field(default_factory=dict)
-    #: the precision it is exported and served in (Triton runs the ONNX file as it is)
+    #: the precision served: the config's (``fp32``: the model as exported; ``fp16``/``int8``: a
+    #: variant built from it, in ``variant_file``). Triton runs the served ONNX file as it is.
     precision: str = "fp32"
+    #: the variant's ONNX file, beside plan.yaml (relative to it), when ``precision`` is not
+    #: fp32; the manifests serve it instead of ``path``
+    variant_file: str | None = None
+    variant_sha256: str | None = None
     #: where the model is stored for the manifests (``--model-uri``), when given
     uri: str | None = None
 
@@ -195,6 +200,16 @@ def read_plan(path: str | Path) -> Plan:
         raise UserError(f"{path}: autoconf_plan: unsupported plan format {plan.autoconf_plan}")
     plan.to_config()
     return plan
+
+
+def served_model_path(plan: Plan, plan_path: str | Path, model_path: Path) -> Path | None:
+    """The ONNX file the plan's manifests serve: ``model_path`` (the model as exported) for an
+    FP32 plan, else its variant file beside the plan; None when the variant file is missing."""
+    if plan.model.precision == "fp32":
+        return model_path
+    if plan.model.variant_file is None:
+        return None
+    return resolve_relative(plan.model.variant_file, plan_path)
 
 
 def resolve_relative(ref: str, plan_path: str | Path) -> Path | None:

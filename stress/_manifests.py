@@ -602,25 +602,19 @@ def _definitions() -> dict[str, Any]:
     )
 
 
-#: KServe's InferenceService schema (the part autoconf emits, strict; see its ``$comment``).
-INFERENCE_SERVICE_SCHEMA = Path(__file__).parent / "schemas" / "inferenceservice-v1beta1.json"
-
-
 def _validate_inference_service(doc: Mapping[str, Any]) -> None:
-    """KServe's CRD has no schema in kubernetes-validate: validate against the subset of its
-    openAPIV3Schema shipped as :data:`INFERENCE_SERVICE_SCHEMA` (unknown fields are errors),
-    with its core Kubernetes types (metadata, resources, volumes, ...) from the strict schemas."""
-    import json
-
+    """KServe's CRD has no schema in kubernetes-validate: validate against its own
+    openAPIV3Schema, vendored (:mod:`stress._kserve`), strictly (unknown fields are errors), with
+    ``metadata`` checked as a core ObjectMeta of the strict Kubernetes schemas."""
     import jsonschema
     from referencing import Registry, Resource
 
-    defs = _definitions()
-    registry = Resource.from_contents(defs) @ Registry()
-    schema = json.loads(INFERENCE_SERVICE_SCHEMA.read_text())
+    from ._kserve import load_schema
+
+    registry = Resource.from_contents(_definitions()) @ Registry()
     name = doc.get("metadata", {}).get("name", "?")
     try:
-        jsonschema.Draft202012Validator(schema, registry=registry).validate(dict(doc))
+        jsonschema.Draft202012Validator(load_schema(), registry=registry).validate(dict(doc))
     except jsonschema.ValidationError as exc:
         path = ".".join(str(p) for p in exc.path)
         raise StressError(f"invalid InferenceService {name}: {path}: {exc.message}") from None
@@ -633,8 +627,8 @@ def validate_manifests(
     docs: Iterable[Mapping[str, Any]], version: str = KUBERNETES_VERSION
 ) -> None:
     """Validate every document against the Kubernetes ``version`` schemas, strictly (unknown
-    fields are errors), offline; KServe InferenceServices against the shipped subset of their
-    CRD's schema (see :func:`_validate_inference_service`). Raises :class:`StressError` naming the document."""
+    fields are errors), offline; KServe InferenceServices against their CRD's own schema (see
+    :func:`_validate_inference_service`). Raises :class:`StressError` naming the document."""
     import kubernetes_validate
 
     for doc in docs:

@@ -1,6 +1,7 @@
 """Every manifest the project renders, validated against the real Kubernetes schemas offline
 (kubernetes-validate, strict mode: unknown fields are errors). KServe's InferenceService has
-no schema there: its core-typed parts are validated, its shape checked."""
+no schema there: it is validated, as strictly, against KServe's own CRD schema, vendored under
+stress/schemas (see its README)."""
 
 from __future__ import annotations
 
@@ -176,6 +177,36 @@ def test_invalid_documents_are_rejected_with_one_line(model: Path) -> None:
     bad_isvc["spec"]["predictor"]["modell"] = bad_isvc["spec"]["predictor"].pop("model")
     with pytest.raises(StressError, match="InferenceService .*modell"):
         validate_manifests([bad_isvc])  # the CRD's fields, strictly: not only its kind
+    for where, key, value in [
+        (("spec", "predictor", "model"), "storageUrl", "s3://b/m.onnx"),  # a typo of storageUri
+        (("spec", "predictor"), "minReplicas", "three"),  # a wrong type
+        (("metadata",), "labelz", {}),  # ObjectMeta, strictly
+    ]:
+        bad_isvc = yaml.safe_load(yaml.safe_dump(isvc))
+        node = bad_isvc
+        for part in where:
+            node = node[part]
+        node[key] = value
+        with pytest.raises(StressError, match="invalid InferenceService"):
+            validate_manifests([bad_isvc])
+
+
+def test_the_inference_service_schema_is_kserves_crd() -> None:
+    """The vendored schema is KServe's CRD (its source and commit named, its licence beside it),
+    not a hand-written subset: fields autoconf never writes are there too."""
+    import json
+
+    from stress._kserve import INFERENCE_SERVICE_SCHEMA, load_schema
+
+    raw = json.loads(INFERENCE_SERVICE_SCHEMA.read_text())
+    assert "github.com/kserve/kserve/blob/" in raw["$comment"]
+    licence = (INFERENCE_SERVICE_SCHEMA.parent / "LICENSE-kserve.txt").read_text()
+    assert "Apache License" in licence and "Version 2.0" in licence
+    predictor = load_schema()["properties"]["spec"]["properties"]["predictor"]
+    assert {"model", "triton", "onnx", "workerSpec", "batcher", "logger"} <= set(
+        predictor["properties"]
+    )
+    assert predictor["additionalProperties"] is False
     with pytest.raises(StressError, match="no schema"):
         validate_manifests([{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {}}])
 

@@ -127,16 +127,56 @@ def _kops_profile(profile: Any) -> dict[str, Any] | None:
         return None
 
 
+def place_variant(out: Path, variant: Path, model_stem: str, precision: str) -> Path:
+    """Copy the variant file ``variant`` beside plan.yaml in ``out`` as
+    ``<model stem>.<precision>.onnx`` (what the plan's ``model.variant_file`` names and its
+    manifests serve); returns the copy."""
+    import shutil
+
+    dest = out / f"{model_stem}.{precision}.onnx"
+    if variant.resolve() != dest.resolve():
+        shutil.copyfile(variant, dest)
+    return dest
+
+
+def _variant_path(so: SearchOutput, precision: str) -> Path | None:
+    """The built file of ``precision`` in ``so.variants`` (precision -> a variant with a
+    ``path``, or the path itself), or None."""
+    v = so.variants.get(precision)
+    path = getattr(v, "path", v)
+    return Path(path) if path is not None else None
+
+
+def _plan_model(so: SearchOutput, precision: str) -> PlanModel:
+    """The plan's ``model``: the file searched and, for a variant, the file served."""
+    variant: dict[str, Any] = {}
+    built = _variant_path(so, precision) if precision != "fp32" else None
+    if built is not None:
+        dest = place_variant(so.out, built, so.model_path.stem, precision)
+        variant = {"variant_file": _rel(dest, so.out), "variant_sha256": sha256_of(dest)}
+    elif precision != "fp32":
+        logger.warning("the plan serves the %s variant and none was built", precision)
+    return PlanModel(
+        name=so.model_path.stem,
+        path=_rel(so.model_path, so.out),
+        sha256=so.sha,
+        dims=dict(so.opts.dims),
+        precision=precision,
+        **variant,
+        **({"uri": so.opts.manifest.model_uri} if so.opts.manifest.model_uri else {}),
+    )
+
+
 #: Backends whose figures come from a model, not a deployment.
 SIMULATED_BACKENDS = frozenset({"sim"})
 
 
-def _basis(backend: str) -> str:
+def _basis(backend: str, precision: str) -> str:
     """What the plan's figures are, in words (the simulator's precision assumption named)."""
     if backend in SIMULATED_BACKENDS:
-        from .._simulator import PRECISION_NOTE
+        from .._simulator import precision_basis
 
-        return f"simulated: {PRECISION_NOTE}"
+        return f"simulated: {precision_basis(precision)}"
     if backend == "replay":
         return "replayed from measured tables"
     return "measured"
@@ -153,14 +193,7 @@ def build_plan(
     simulated = opts.backend in SIMULATED_BACKENDS
     return Plan(
         autoconf_plan=PLAN_FORMAT,
-        model=PlanModel(
-            name=so.model_path.stem,
-            path=_rel(so.model_path, out),
-            sha256=so.sha,
-            dims=dict(opts.dims),
-            precision="fp32",
-            **({"uri": opts.manifest.model_uri} if opts.manifest.model_uri else {}),
-        ),
+        model=_plan_model(so, config.precision or "fp32"),
         slo=PlanSlo(p99_ms=opts.slo_p99_ms),
         load=PlanLoad(target_rps=round(chosen.target_rps, 3), duration_s=opts.validate_s()),
         config=config.to_dict(),
@@ -207,7 +240,7 @@ def build_plan(
             configs_measured=len(records),
             stress_test_duration_s=opts.duration_s,
             search_wall_s=round(time.monotonic() - so.started, 1),
-            basis=_basis(opts.backend),
+            basis=_basis(opts.backend, config.precision or "fp32"),
             command=redact(opts.command) if opts.command else opts.command,
         ),
     )
