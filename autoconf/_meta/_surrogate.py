@@ -10,7 +10,7 @@ import numpy as np
 
 from .._objective import Objective
 from .._space import SearchSpace
-from .._types import Config, Measurement
+from .._types import Config
 from ._kernel import ResidualKernel
 from ._tail import Tail, binned_variance
 
@@ -150,24 +150,6 @@ class Surrogate:
             if pred is not None:
                 self.from_features = pred - pred.mean()
         self.noise = noise  # None: estimated from the target's observations
-
-    def failure_implied(self, config: Config, m: Measurement) -> list[int]:
-        """Units a failed measurement rules out: its own, and for an out-of-memory error every
-        unit on the same GPU type with at least its batch size and instances per GPU."""
-        key = self.unit_of[self.index[config]]
-        out = [int(key)]
-        if "memory" in (m.error or "").lower():
-            inst = config.instances_per_gpu or 1
-            for u, c in enumerate(self.unit_configs):
-                if (
-                    c.gpu_type == config.gpu_type
-                    and c.batch_size >= config.batch_size
-                    and (c.instances_per_gpu or 1) >= inst
-                    and (c.gpu_mem_gb or 0) <= (config.gpu_mem_gb or 0)
-                    and (c.gpu_share_pct or 100) <= (config.gpu_share_pct or 100)
-                ):
-                    out.append(u)
-        return out
 
     def fit(
         self, units: np.ndarray, y: np.ndarray, obs_var: np.ndarray | None = None
