@@ -100,6 +100,20 @@ class OutOfMemory:
             and precision_bytes(other) >= precision_bytes(c)
         )
 
+    def mask(self, arrays: ConfigArrays) -> np.ndarray:
+        """:meth:`implies` over the configs behind ``arrays`` at once."""
+        if self.kind == "host":
+            key = base_key(self.config)
+            return np.array([b == key for b in arrays.base], dtype=bool)
+        c = self.config
+        return (
+            (arrays.memory_gb > 0.0)
+            & (arrays.memory_gb <= self.memory_gb)
+            & (arrays.batch >= c.batch_size)
+            & (arrays.instances >= (c.instances_per_gpu or 1))
+            & (arrays.precision >= precision_bytes(c))
+        )
+
     def reason(self) -> str:
         """Why a config it implies is infeasible, naming the trial (one line)."""
         return f"implied out of memory by trial #{self.trial} ({short(self.config)}: {self.error})"
@@ -161,18 +175,7 @@ class ImpliedFailures:
         """Which of the configs behind ``arrays`` some out-of-memory implies (vectorised)."""
         out = np.zeros(len(arrays.batch), dtype=bool)
         for oom in self.ooms:
-            if oom.kind == "host":
-                key = base_key(oom.config)
-                out |= np.array([b == key for b in arrays.base], dtype=bool)
-                continue
-            c = oom.config
-            out |= (
-                (arrays.memory_gb > 0.0)
-                & (arrays.memory_gb <= oom.memory_gb)
-                & (arrays.batch >= c.batch_size)
-                & (arrays.instances >= (c.instances_per_gpu or 1))
-                & (arrays.precision >= precision_bytes(c))
-            )
+            out |= oom.mask(arrays)
         return out
 
 

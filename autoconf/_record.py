@@ -194,6 +194,16 @@ def measured_trials(study: optuna.Study) -> list[tuple[FrozenTrial, Measurement]
     return out
 
 
+def stored_distributions(study: optuna.Study) -> dict[str, BaseDistribution]:
+    """Each param's distribution as the study's trials stored it (the first trial holding it):
+    a resumed study can only be asked with the same ones (Optuna refuses others)."""
+    out: dict[str, BaseDistribution] = {}
+    for t in study.get_trials(deepcopy=False):
+        for name, dist in t.distributions.items():
+            out.setdefault(name, dist)
+    return out
+
+
 def measured_configs(study: optuna.Study) -> dict[Config, Measurement]:
     """Every config with a stored measurement, from the study's finished trials (for resume)."""
     out: dict[Config, Measurement] = {}

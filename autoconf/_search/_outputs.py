@@ -67,6 +67,8 @@ class SearchOutput:
     started: float
     #: what was left out of the space because the backend cannot host it (see ``_feasible``)
     space_notes: list[str] = field(default_factory=list)
+    #: the space the sampler searches, where not ``space`` (replicas fixed without ``--qps``)
+    searched: SearchSpace | None = None
 
     def report_context(self, outcome: str, **kw: Any) -> ReportContext:
         name = self.model_path.name
