@@ -28,7 +28,7 @@ MIN_EVALUATIONS_BEFORE_STOP = 3
 def searched_space(space: SearchSpace, objective: Objective) -> tuple[SearchSpace, str | None]:
     """The space the sampler searches, and a note when it is not ``space``: without a target
     load, replicas fixed at their minimum (see the module docstring)."""
-    if objective.target_rps is not None or "replicas" not in space.dimensions:
+    if objective.replicas_matter or "replicas" not in space.dimensions:
         return space, None
     values = space.values("replicas")
     if len(values) < 2:
@@ -49,7 +49,7 @@ def replicas_note(fewest: int) -> str:
 
 def fixed_replicas(space: SearchSpace, objective: Objective) -> int | None:
     """The one replica count a search without a target load searches, else None."""
-    if objective.target_rps is not None or "replicas" not in space.dimensions:
+    if objective.replicas_matter or "replicas" not in space.dimensions:
         return None
     values = space.values("replicas")
     return int(values[0]) if len(values) == 1 else None
