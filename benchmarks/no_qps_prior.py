@@ -85,7 +85,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "search")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = ap.parse_args()
+    if args.markdown_only:
+        result = json.loads((args.out / "no_qps_prior.json").read_text())
+        (args.out / "no_qps_prior.md").write_text(_markdown(result))
+        return 0
     load_before = os.getloadavg()
     started = time.monotonic()
     cache = Path(os.environ.get("AUTOCONF_CACHE_DIR", Path.home() / ".cache" / "autoconf"))
@@ -167,6 +172,13 @@ def _markdown(result: dict) -> str:
             f"| {r['model']} | {r['seed']} | {r['knowledge']} | {r['best_fraction']:.3f} | "
             f"{reached} |"
         )
+    lines += [
+        "",
+        "A run with fewer evaluations than the budget was stopped by the `meta` stopping rule "
+        "(after 3 configs without a prior: it was confident far from the optimum, a flaw of the "
+        "rule without knowledge, not addressed here). The knowledge-base runs of both seeds "
+        "agree: the prior, not the seed, picks the first configs.",
+    ]
     return "\n".join(lines) + "\n"
 
 
