@@ -2,7 +2,9 @@
 
 With a target load, a config is feasible when it serves that load with p99 <= SLO and
 (almost) no errors; the cheapest feasible config wins. Without a target load, the config with
-the most requests/s per dollar-hour under the SLO wins. A failed measurement is infeasible,
+the most requests/s per dollar-hour under the SLO wins: a figure per replica, since each
+replica adds its capacity and its price alike, so without a target load the replica count is not
+searched (:func:`autoconf._search._sampler.searched_space`). A failed measurement is infeasible,
 never a zero that could win a minimisation.
 """
 
@@ -30,6 +32,12 @@ class Objective:
     def direction(self) -> Literal["minimize", "maximize"]:
         """``"minimize"`` (cost at a target load) or ``"maximize"`` (rps per dollar)."""
         return "minimize" if self.target_rps is not None else "maximize"
+
+    @property
+    def replicas_matter(self) -> bool:
+        """Whether the replica count changes the objective: only at a target load (cost is
+        paid per replica; requests/s per dollar-hour is the same at any count)."""
+        return self.target_rps is not None
 
     @property
     def constrained(self) -> bool:

@@ -9,7 +9,10 @@ every ``autoconf search``) the violation is also Optuna's own constraint (the ``
 system attr that its samplers, ``study.best_trial`` and optuna-dashboard read), so plain Optuna
 never reports an infeasible or failed trial as the best. Where model variants are searched,
 the measurement holds its variant's accuracy against FP32 and the trial a readable
-``accuracy_drop``. A
+``accuracy_drop``. A trial whose config an earlier out-of-memory rules out (:mod:`autoconf._implied`) is completed unmeasured: it holds no
+``measurement``, only ``inferred_from`` (the trial number of that out-of-memory), its ``error``
+(the reason) and the violation and value a failed deployment tells, so every sampler learns the
+region fails without anything being measured or invented. A
 running trial holds the ``worker`` that asked it and, once that worker measures it, a ``claim``
 on its config (so that parallel workers, threads or processes on one storage, never measure a
 config twice). The study's own attrs hold the search's target and its re-measurements
@@ -49,6 +52,7 @@ ERROR = "error"
 #: :mod:`autoconf._variants`): in the measurement's ``extra`` and, readable, on the trial.
 ACCURACY = "accuracy"
 ACCURACY_DROP = "accuracy_drop"
+INFERRED = "inferred_from"
 
 Trial = FrozenTrial | optuna.trial.Trial
 
@@ -124,6 +128,51 @@ def accuracy_of(m: Measurement) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, dict) else None
 
 
+def tell_inferred(
+    study: optuna.Study,
+    trial: optuna.trial.Trial,
+    objective: Objective,
+    cost_per_hour: float,
+    cause_trial: int,
+    reason: str,
+) -> None:
+    """Complete ``trial`` as infeasible without measuring it: an out-of-memory of trial
+    ``cause_trial`` implies its config fails (``reason`` says so). It holds no measurement
+    (:func:`measurement_of` is None), so nothing counts it as measured; samplers are told what a
+    failed deployment tells them."""
+    trial.set_user_attr(INFERRED, int(cause_trial))
+    trial.set_user_attr(ERROR, f"not measured: {reason}")
+    trial.set_user_attr(VIOLATION, FAILED_VIOLATION)
+    trial.set_user_attr(FEASIBLE, False)
+    trial.set_user_attr(CONFIG, config_of(trial).key())
+    if objective.constrained:
+        study._storage.set_trial_system_attr(trial._trial_id, _CONSTRAINTS_KEY, (FAILED_VIOLATION,))
+    failed = Measurement.failed(reason, cost_per_hour)
+    study.tell(trial, value_for_sampler(objective, failed))
+
+
+def inferred_of(trial: FrozenTrial) -> int | None:
+    """The trial whose out-of-memory ruled this unmeasured trial's config out, if it is one."""
+    value = trial.user_attrs.get(INFERRED)
+    return None if value is None else int(value)
+
+
+def inferred_trials(study: optuna.Study) -> list[tuple[FrozenTrial, int]]:
+    """Every trial completed unmeasured as implied out of memory, with its cause's number."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        cause = inferred_of(t)
+        if cause is not None:
+            out.append((t, cause))
+    return out
+
+
+def numbered_measurements(study: optuna.Study) -> list[tuple[int, Config, Measurement]]:
+    """``(trial number, config, measurement)`` of every measured trial (what
+    :class:`autoconf._implied.ImpliedFailures` learns from)."""
+    return [(t.number, config_of(t), m) for t, m in measured_trials(study)]
+
+
 def metric_name(objective: Objective) -> str:
     """The objective's name in Optuna (``study.set_metric_names``): what the value is."""
     return "cost_per_hour_usd" if objective.direction == "minimize" else "rps_per_usd_per_hour"
@@ -161,6 +210,16 @@ def measured_trials(study: optuna.Study) -> list[tuple[FrozenTrial, Measurement]
         m = measurement_of(t)
         if m is not None:
             out.append((t, m))
+    return out
+
+
+def stored_distributions(study: optuna.Study) -> dict[str, BaseDistribution]:
+    """Each param's distribution as the study's trials stored it (the first trial holding it):
+    a resumed study can only be asked with the same ones (Optuna refuses others)."""
+    out: dict[str, BaseDistribution] = {}
+    for t in study.get_trials(deepcopy=False):
+        for name, dist in t.distributions.items():
+            out.setdefault(name, dist)
     return out
 
 

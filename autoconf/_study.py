@@ -4,7 +4,11 @@ An Optuna study holds every trial (so storage, resume and parallel workers come 
 what a trial stores is the trial record (:mod:`autoconf._record`). ``workers`` threads share the
 study and its sampler; one worker is the serial case (the benchmark's). A config already
 measured is never measured again: a repeated suggestion is told the stored result and does not
-count as an evaluation.
+count as an evaluation. Nor is a config that an out-of-memory measured earlier rules out
+(:mod:`autoconf._implied`, read from the study's measurements, so also after ``--resume``): such
+a suggestion is completed unmeasured, marked as inferred from that trial
+(:func:`autoconf._record.tell_inferred`), and the sampler asked again. This holds for every
+sampler: the rule is a fact about memory, not a belief of one surrogate.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import optuna
 from optuna.trial import TrialState
 
 from . import _record as record
+from ._implied import ConfigArrays, ImpliedFailures, OutOfMemory
 from ._objective import Objective
-from ._record import config_of, distributions, measured_configs
+from ._record import config_of, distributions
 from ._space import SearchSpace
 from ._types import Config, Measurement
 
@@ -49,6 +54,8 @@ class Evaluation:
 class SearchLog:
     evaluations: list[Evaluation] = field(default_factory=list)
     repeats: int = 0
+    #: suggestions of a config an earlier out-of-memory rules out (completed unmeasured)
+    implied: int = 0
     #: suggestions of a config another worker was measuring (parallel runs only)
     collisions: int = 0
 
@@ -138,7 +145,13 @@ class _Loop:
         self.log = SearchLog()
         self.rng = random.Random(seed)
         self.total = space.size()
-        self.measured = measured_configs(study)
+        self.measured: dict[Config, Measurement] = {}
+        self.implied = ImpliedFailures(space)
+        #: configs of the space the out-of-memories rule out (recomputed when one is added)
+        self.implied_configs: set[Config] = set()
+        self._space_configs: list[Config] | None = None
+        self._space_arrays: ConfigArrays | None = None
+        self.refresh()
         self.in_flight: set[Config] = set()
         #: trials being measured, by config (failed at once on an interrupt)
         self.running: dict[Config, optuna.trial.Trial] = {}
@@ -148,6 +161,35 @@ class _Loop:
         self.repeats_in_a_row = 0
         self.claimed = 0
         self.errors: list[BaseException] = []
+
+    def refresh(self) -> None:
+        """Read every measurement stored on the study (this run, an earlier run of it, other
+        processes on the same storage) and what its out-of-memories rule out."""
+        grew = False
+        for number, config, m in record.numbered_measurements(self.study):
+            self.measured.setdefault(config, m)
+            grew |= self.implied.add(number, config, m)
+        if grew:
+            self._recount_implied()
+
+    def learn(self, number: int, config: Config, m: Measurement) -> None:
+        """A measurement of this process, stored as trial ``number``."""
+        self.measured[config] = m
+        if self.implied.add(number, config, m):
+            self._recount_implied()
+
+    def _recount_implied(self) -> None:
+        if self._space_configs is None:
+            self._space_configs = self.space.configs()
+            self._space_arrays = ConfigArrays(self.space, self._space_configs)
+        assert self._space_arrays is not None
+        mask = self.implied.mask(self._space_arrays)
+        self.implied_configs = {c for c, hit in zip(self._space_configs, mask) if hit}
+
+    def left(self) -> int:
+        """Configs nobody measured, is measuring, or knows to fail."""
+        ruled_out = len(self.implied_configs - self.measured.keys() - self.in_flight)
+        return self.total - len(self.measured) - len(self.in_flight) - ruled_out
 
     def claimed_elsewhere(self) -> set[Config]:
         """Configs other workers (any process on this storage) have claimed and not finished."""
@@ -178,15 +220,16 @@ class _Loop:
         while True:
             if self.stop.is_set() or self.claimed >= self.budget:
                 return None
-            self.measured.update(measured_configs(self.study))  # other processes, same storage
-            if len(self.measured) + len(self.in_flight) >= self.total:
+            self.refresh()  # other processes, same storage
+            if self.left() <= 0:
                 return None
             trial = self.study.ask(fixed_distributions=self.dists)
             config = config_of(trial)
+            cause = None if config in self.measured else self.implied.cause(config)
             try:
                 record.set_worker(trial, worker)
                 taken = config in self.in_flight
-                if config not in self.measured and not taken:
+                if config not in self.measured and not taken and cause is None:
                     record.set_claim(trial, config)
                     found = self.rival(trial.number, config)
                     if isinstance(found, Measurement):
@@ -194,8 +237,8 @@ class _Loop:
                     taken = found is True
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another process popped the same enqueued trial (SQLite) and owns it
-            if config in self.measured or taken:
-                if not self.repeat(trial, config):
+            if config in self.measured or taken or cause is not None:
+                if not self.repeat(trial, config, cause):
                     return None
                 continue
             self.repeats_in_a_row = 0
@@ -204,23 +247,32 @@ class _Loop:
             self.running[config] = trial
             return trial, config
 
-    def repeat(self, trial: optuna.trial.Trial, config: Config) -> bool:
-        """A suggestion of a measured (or taken) config: tell its stored result (or fail it);
-        after too many in a row enqueue a free config instead. False when none is free."""
+    def repeat(self, trial: optuna.trial.Trial, config: Config, cause: OutOfMemory | None) -> bool:
+        """A suggestion of a measured, taken or ruled-out (``cause``) config: tell its stored
+        result, fail it, or complete it unmeasured as inferred from ``cause``; after too many in a
+        row enqueue a free config instead. False when none is free."""
         self.repeats_in_a_row += 1
         if config in self.measured:
             self.log.repeats += 1
+        elif cause is not None:
+            self.log.implied += 1
+            logger.info("not measuring %s: %s", config.key(), cause.reason())
         else:
             self.log.collisions += 1
-        if self.repeats_in_a_row < MAX_REPEATS_IN_A_ROW:
-            if config in self.measured:
-                record.tell(self.study, trial, self.objective, self.measured[config], repeat=True)
-            else:
-                self.study.tell(trial, state=TrialState.FAIL)
+        stalled = self.repeats_in_a_row >= MAX_REPEATS_IN_A_ROW
+        if config in self.measured and not stalled:
+            record.tell(self.study, trial, self.objective, self.measured[config], repeat=True)
+        elif cause is not None:
+            cost = self.space.cost_per_hour(config)
+            record.tell_inferred(
+                self.study, trial, self.objective, cost, cause.trial, cause.reason()
+            )
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
+        if not stalled:
             return True
         # stalled: the sampler keeps suggesting taken configs; measure a free one
-        self.study.tell(trial, state=TrialState.FAIL)
-        busy = self.in_flight | self.claimed_elsewhere()
+        busy = self.in_flight | self.claimed_elsewhere() | self.implied_configs
         free = [c for c in self.space.configs() if c not in self.measured and c not in busy]
         if not free:
             return False
@@ -252,7 +304,7 @@ class _Loop:
                     return
                 self.in_flight.discard(config)
                 self.running.pop(config, None)
-                self.measured[config] = m
+                self.learn(trial.number, config, m)
                 self.log.record(self.study, trial, self.objective, config, m, self.on_evaluation)
                 if self.should_stop is not None and self.should_stop(self.study):
                     self.stop.set()

@@ -31,7 +31,9 @@ Acquisition:
   expected improvement in cost times the probability that the config serves the load.
 
 Running trials are pending: they are never re-suggested and are told their posterior mean
-(constant liar), so that K parallel workers spread out. Measured configs are never suggested.
+(constant liar), so that K parallel workers spread out. Measured configs are never suggested,
+nor configs an out-of-memory rules out (:mod:`autoconf._implied`; at a target load their base
+configs are modelled at the capacity floor). A crash or a timeout implies nothing beyond itself.
 
 Rooms: ``_surrogate`` (the linear model and its fit), ``_kernel`` (the residual kernel),
 ``_tail`` (residual variance and tails per prior level), ``_posterior`` (the surrogate refit on

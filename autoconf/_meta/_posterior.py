@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from scipy.special import ndtr
 
 from .. import _record as record
+from .._implied import ConfigArrays, ImpliedFailures
 from .._noise import relative_sd
 from .._objective import THROUGHPUT_TOLERANCE, Objective
 from .._space import SearchSpace
@@ -24,13 +25,15 @@ from ._surrogate import CAPACITY_FLOOR_RPS, Surrogate
 class PosteriorState:
     """What a study says about every config: its measured and pending configs (indices into
     the space's configs), the posterior ``mean`` and ``sd`` per unit, and the best feasible
-    objective value measured (None: nothing feasible yet)."""
+    objective value measured (None: nothing feasible yet). ``ruled_out`` marks the configs an
+    out-of-memory measured so far implies fail (:mod:`autoconf._implied`): never suggested."""
 
     measured: dict[int, Measurement]
     pending: set[int]
     mean: np.ndarray
     sd: np.ndarray
     best: float | None
+    ruled_out: np.ndarray | None = None
 
 
 def objective_sign(objective: Objective) -> float:
@@ -49,6 +52,7 @@ class Posterior:
     ) -> None:
         self.objective = objective
         self.model = Surrogate(space, objective, prior, target_features)
+        self.arrays = ConfigArrays(space, self.model.configs)
 
     def state(self, study: optuna.Study, exclude_trial: int | None = None) -> PosteriorState:
         """Observations from the study: measured configs, pending configs, the posterior."""
@@ -77,13 +81,15 @@ class Posterior:
         model = self.model
         units, ys, obs_var = [], [], []
         best = None
-        failed_units: set[int] = set()
+        implied = ImpliedFailures.of(
+            model.space, ((-1, model.configs[i], m) for i, m in measured.items())
+        )
+        ruled_out = implied.mask(self.arrays) if implied else np.zeros(len(model.configs), bool)
         for i, m in measured.items():
             if model.capacity and not m.ok:
                 # a failed deployment is not a capacity to regress on (it would drag every
-                # unit sharing its batch size or GPU down); its unit, and with an out-of-memory
-                # error every unit that needs at least as much memory, is marked failed
-                failed_units.update(model.failure_implied(model.configs[i], m))
+                # unit sharing its batch size or GPU down); the units an out-of-memory rules
+                # out are marked failed below, a crash or timeout implies nothing
                 continue
             s = self.score(model.configs[i], m)
             if s is not None:
@@ -102,11 +108,11 @@ class Posterior:
             pu = np.array([model.unit_of[i] for i in pending], dtype=int)
             pv = None if ov is None else np.concatenate([ov, np.zeros(len(pu))])
             mean, sd = model.fit(np.concatenate([units_a, pu]), np.concatenate([y_a, mean[pu]]), pv)
-        if failed_units:
-            fu = np.array(sorted(failed_units), dtype=int)
+        if model.capacity and ruled_out.any():
+            fu = np.unique(model.unit_of[ruled_out])
             mean[fu] = math.log(CAPACITY_FLOOR_RPS)
             sd[fu] = 1e-3
-        return PosteriorState(measured, pending, mean, sd, best)
+        return PosteriorState(measured, pending, mean, sd, best, ruled_out)
 
     def score(self, config: Config, m: Measurement) -> float | None:
         """What the surrogate regresses on: log capacity per replica at a target load, else
@@ -141,8 +147,10 @@ class Posterior:
         return None
 
     def free(self, state: PosteriorState) -> np.ndarray:
-        """Configs neither measured nor pending (suggestible)."""
+        """Configs neither measured, pending nor ruled out by an out-of-memory (suggestible)."""
         free = np.ones(len(self.model.configs), dtype=bool)
+        if state.ruled_out is not None:
+            free &= ~state.ruled_out
         for i in state.measured:
             free[i] = False
         for i in state.pending:

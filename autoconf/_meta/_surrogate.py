@@ -10,7 +10,7 @@ import numpy as np
 
 from .._objective import Objective
 from .._space import SearchSpace
-from .._types import Config, Measurement
+from .._types import Config
 from ._kernel import ResidualKernel
 from ._tail import Tail, binned_variance
 
@@ -74,11 +74,14 @@ class Surrogate:
 
     def _build_features(self, prior, target_features) -> None:
         U = len(self.unit_configs)
-        use_prior = prior is not None and prior.kind == (
-            "log_capacity" if self.capacity else "value"
-        )
+        kind = "log_capacity" if self.capacity else "value"
+        # without a target load a capacity prior still says what a config serves per dollar
+        converted = prior is not None and not self.capacity and prior.kind == "log_capacity"
+        use_prior = prior is not None and (prior.kind == kind or converted)
         if use_prior:
             S = prior.matrix_for(self.space, self.unit_configs)  # K x U
+            if converted:
+                S = self._value_of_log_capacity(S)
             self.prior_matrix = S
             K = S.shape[0]
             weights = np.full(K, 1.0 / K)
@@ -147,27 +150,18 @@ class Surrogate:
         self.from_features = None
         if use_prior:
             pred = prior.predict_from_features(self.space, self.unit_configs, target_features)
+            if pred is not None and converted:
+                pred = self._value_of_log_capacity(pred)
             if pred is not None:
                 self.from_features = pred - pred.mean()
         self.noise = noise  # None: estimated from the target's observations
 
-    def failure_implied(self, config: Config, m: Measurement) -> list[int]:
-        """Units a failed measurement rules out: its own, and for an out-of-memory error every
-        unit on the same GPU type with at least its batch size and instances per GPU."""
-        key = self.unit_of[self.index[config]]
-        out = [int(key)]
-        if "memory" in (m.error or "").lower():
-            inst = config.instances_per_gpu or 1
-            for u, c in enumerate(self.unit_configs):
-                if (
-                    c.gpu_type == config.gpu_type
-                    and c.batch_size >= config.batch_size
-                    and (c.instances_per_gpu or 1) >= inst
-                    and (c.gpu_mem_gb or 0) <= (config.gpu_mem_gb or 0)
-                    and (c.gpu_share_pct or 100) <= (config.gpu_share_pct or 100)
-                ):
-                    out.append(u)
-        return out
+    def _value_of_log_capacity(self, log_capacity: np.ndarray) -> np.ndarray:
+        """Requests/s per dollar-hour of every unit from its log capacity per replica at the SLO
+        (a capacity prior's score): the capacity of its replicas over their price."""
+        replicas = np.array([c.replicas for c in self.unit_configs], dtype=float)
+        cost = np.array([self.space.cost_per_hour(c) for c in self.unit_configs], dtype=float)
+        return np.exp(log_capacity) * replicas / np.maximum(cost, 1e-9)
 
     def fit(
         self, units: np.ndarray, y: np.ndarray, obs_var: np.ndarray | None = None

@@ -38,8 +38,8 @@ from ._options import SearchOptions, SearchResult, check_options
 from ._outputs import SearchOutput, build_plan, write_interrupted
 from ._precision import prepare_variants, tag_accuracy, use_variants
 from ._remeasure import Remeasurements, Validator, ranked
-from ._rounds import Rounds, run_rounds
-from ._sampler import SearchStop, make_search_sampler
+from ._rounds import Rounds, ruled_out_notes, run_rounds
+from ._sampler import SearchStop, fits_study, make_search_sampler, searched_space
 from ._stores import (
     feed_knowledge,
     history,
@@ -93,20 +93,30 @@ def run_search(opts: SearchOptions) -> SearchResult:
     features = _features(profile)
     kb = open_knowledge_base(opts.knowledge)
     kb_name = kb_model_name(model_path, sha)
+    searched, searched_note = searched_space(space, objective)
+    past = history(kb, space, kb_name)
     sampler, sampler_name = make_search_sampler(
-        opts.sampler, space, objective, opts.seed, features, history(kb, space, kb_name)
+        opts.sampler, searched, objective, opts.seed, features, past
     )
     name = study_name(model_path, sha, space, objective)
     study = open_study(storage, name, objective, sampler, opts.resume, join=opts.join)
+    if searched is not space and not fits_study(study, searched):
+        # begun by an older autoconf that searched replicas here: it goes on as it began
+        searched, searched_note = space, None
+        study.sampler, _ = make_search_sampler(
+            opts.sampler, space, objective, opts.seed, features, past
+        )
     if opts.resume or opts.join:
         fail_stale_trials(study)
     record.set_target(study, objective, space.name, sha)
     so = SearchOutput(
         opts, model_path, out, sha, profile, space, objective, sampler_name, name, storage, started
     )
-    so.space_notes = variant_notes + space_notes
+    so.space_notes = variant_notes + space_notes + ([searched_note] if searched_note else [])
     so.variants = variants
+    so.searched = searched
     rounds = _search(study, so, kb, kb_name)
+    so.space_notes += ruled_out_notes(study, searched)
     return _finish(study, so, rounds, kb, kb_name)
 
 
@@ -154,7 +164,7 @@ def _search(study: optuna.Study, so: SearchOutput, kb: Any, kb_name: str) -> Rou
         try:
             return run_rounds(
                 study,
-                so.space,
+                so.searched or so.space,
                 objective,
                 evaluators,
                 validator,

@@ -71,6 +71,8 @@ class SearchOutput:
     space_notes: list[str] = field(default_factory=list)
     #: the model variants searched, checked against FP32 (see ``_precision``)
     variants: dict[str, Any] = field(default_factory=dict)
+    #: the space the sampler searches, where not ``space`` (replicas fixed without ``--qps``)
+    searched: SearchSpace | None = None
 
     def report_context(self, outcome: str, **kw: Any) -> ReportContext:
         name = self.model_path.name

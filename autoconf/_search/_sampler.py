@@ -1,4 +1,10 @@
-"""The search's sampler (by name, ``meta`` by default) and its stopping rule."""
+"""The search's sampler (by name, ``meta`` by default), the space it searches and its stopping
+rule.
+
+Without a target load (no ``--qps``) the objective is requests/s per dollar-hour, which replicas
+do not change (each replica adds its capacity and its price): the sampler then searches one
+replica count, the fewest the space allows, instead of spending trials on the others, and the
+plan has that many (``--qps`` sizes replicas for a load)."""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from typing import Any
 
 import optuna
 
+from .. import _record as record
 from .._objective import Objective
 from .._record import measured_configs
 from .._space import SearchSpace
@@ -16,6 +23,43 @@ from ..stopping import StoppingContext, StoppingRule, make_stopping_rule, rule_f
 DEFAULT_SAMPLER = "meta"
 #: The sampler's stopping rule is consulted only after this many configs (of this search).
 MIN_EVALUATIONS_BEFORE_STOP = 3
+
+
+def searched_space(space: SearchSpace, objective: Objective) -> tuple[SearchSpace, str | None]:
+    """The space the sampler searches, and a note when it is not ``space``: without a target
+    load, replicas fixed at their minimum (see the module docstring)."""
+    if objective.replicas_matter or "replicas" not in space.dimensions:
+        return space, None
+    values = space.values("replicas")
+    if len(values) < 2:
+        return space, None
+    fewest = min(values)
+    fixed = space.model_copy(update={"dimensions": {**space.dimensions, "replicas": [fewest]}})
+    return fixed, replicas_note(fewest)
+
+
+def replicas_note(fewest: int) -> str:
+    """What the report, the plan and the progress line say about a search without ``--qps``."""
+    return (
+        f"no --qps: replicas fixed at {fewest} (the fewest the space allows): without a target "
+        "load the objective, requests/s per dollar-hour, is the same at any replica count; "
+        "pass --qps to size replicas for a load"
+    )
+
+
+def fixed_replicas(space: SearchSpace, objective: Objective) -> int | None:
+    """The one replica count a search without a target load searches, else None."""
+    if objective.replicas_matter or "replicas" not in space.dimensions:
+        return None
+    values = space.values("replicas")
+    return int(values[0]) if len(values) == 1 else None
+
+
+def fits_study(study: optuna.Study, space: SearchSpace) -> bool:
+    """Whether ``study``'s stored trials were asked over ``space``'s dimensions (a study begun
+    by an older autoconf that searched replicas without ``--qps`` was not)."""
+    stored = record.stored_distributions(study)
+    return all(stored.get(k, d) == d for k, d in record.distributions(space).items())
 
 
 def make_search_sampler(
