@@ -7,17 +7,23 @@ assumptions below (also in ``results/bench/README.md``). None is a measurement o
 Assumptions
 -----------
 1. **Service time of a batch of n** on one model instance = GPU time + CPU time, not pipelined:
-   ``gpu = overhead_g + k * max(n * flops / tflops_g, (params + 2 n act) / bandwidth_g)``, where
+   ``gpu = overhead_g + k * max(n * flops / tflops_g, (weights_p + 2 n act) / bandwidth_g)``, where
    ``flops`` is the profile's FLOPs per inference at batch 1, ``act`` its activation bytes per
    sample, ``k`` the model instances sharing the GPU (they overlap their overheads, not their
-   compute) and ``tflops_g = MFU * peak_fp16_g * cal_g`` (FP16 inference on tensor cores where the
-   GPU has them; the catalog gives FP32 as FP16 for GPUs without fast FP16). ``MFU = 0.25``;
-   memory traffic runs at 70 % of the peak bandwidth. **Precision**: this is an FP16 basis,
-   while autoconf exports, profiles and serves models in FP32 (the ONNX file as it is, Triton's
-   ``onnxruntime_onnx`` without a precision change): on tensor-core GPUs the simulated compute
-   time is optimistic for an FP32 deployment (by up to fp16/fp32 peak, e.g. 8x on a T4,
-   less where memory-bound). The numbers are kept (the committed ``sim:zoo`` benchmarks use them);
-   plans from the ``sim`` backend say so in ``provenance.basis`` (:data:`PRECISION_NOTE`).
+   compute) and ``tflops_g = MFU * peak_g(p) * cal_g``. ``MFU = 0.25``; memory traffic runs at
+   70 % of the peak bandwidth. **Precision** ``p`` is the config's (``Config.precision``; ``None``
+   is the model as exported, FP32), so the simulator, the plan and the Triton configuration agree:
+   ``peak_g(p)`` is the catalog's ``fp32_tflops`` for FP32, ``fp16_tflops`` (dense tensor-core
+   FP16, the FP32 figure on GPUs without fast FP16) for FP16 and ``int8_tops`` (dense INT8 tensor
+   cores, DP4A where there are none) for INT8, falling back to ``fp16_tflops`` where a catalog
+   entry has no INT8 figure. ``weights_p`` is the profile's FP32 weight bytes x
+   :data:`WEIGHT_BYTES` (1, 1/2, 1/4); activations keep the profiled (FP32) bytes, a conservative
+   choice for FP16/INT8. INT8 at tensor-core speed assumes an execution provider with INT8
+   kernels (TensorRT, a QDQ model); ONNX Runtime's CUDA provider runs few INT8 operators, so the
+   simulated INT8 GPU figures are an upper bound. The CPU (the ``cpu`` pseudo-type, no FP32
+   figure in the catalog) computes at a 1 GFLOP/s floor for FP32 and FP16 (no FP16 speed-up on
+   CPUs) and :data:`CPU_INT8_SPEEDUP` x that for INT8 (an assumption; the local backend measures
+   the real figure). Before ``SIM_VERSION`` 4 every GPU config was simulated at FP16 throughput.
 2. **Calibration** (``cal_g``, ``overhead_g``) against the real operator timings in
    ``../shared/data/falcon/operator_microbench_wide.csv`` (TVM, FP32, M60/K80/T4/V100): a line
    ``time = a + slope * batch`` is fitted to each conv2d/dense row; the medians per GPU give the
@@ -44,7 +50,7 @@ Assumptions
    high rates, which decided whether a config "served" a target load. The arrival stream is
    common to every config of a model and seed (common random numbers), so comparisons between
    configs are not noise.
-6. **Out of memory** when ``k * (params_fp16 + batch_size * act + 0.5 GB runtime)`` exceeds the
+6. **Out of memory** when ``k * (weights_p + batch_size * act + 0.5 GB runtime)`` exceeds the
    GPU memory (``gpu_mem_gb`` where the space sets it): a failed measurement. A device with no
    GPU memory in its catalog entry (the ``cpu`` pseudo-type, ``memory_gb: 0``) has none to run
    out of: host memory is not modelled.
@@ -79,16 +85,40 @@ import numpy as np
 from ._deployment import queue_delay_ms
 from ._errors import UserError
 from ._objective import Objective
-from ._space import SearchSpace
+from ._space import GpuSpec, SearchSpace
 from ._types import Config, Load, Measurement
 
 #: What a plan from the simulator says about its precision basis (see assumption 1).
 PRECISION_NOTE = (
-    "the simulator assumes FP16 tensor-core throughput (autoconf._simulator, assumption 1); "
-    "the model and its Triton configuration are FP32, so simulated GPU latencies are optimistic"
+    "the simulator computes at the config's precision (FP32 unless the config names a variant: "
+    "the catalog's fp32_tflops, fp16_tflops or int8_tops; autoconf._simulator, assumption 1), "
+    "the precision the plan's Triton configuration serves"
 )
 
-SIM_VERSION = "3"  # 3: arrivals conditioned on their count, offered_rps
+_PEAK_NAMES = {
+    "fp32": "fp32_tflops",
+    "fp16": "fp16_tflops, tensor cores",
+    "int8": "int8_tops, INT8 kernels: an upper bound under ONNX Runtime's CUDA provider",
+}
+
+
+def precision_basis(precision: str) -> str:
+    """What a plan from the simulator says about the precision its figures assume."""
+    return (
+        f"the simulator computed at {precision.upper()} (the catalog's {_PEAK_NAMES[precision]}; "
+        "autoconf._simulator, assumption 1), the precision this plan serves"
+    )
+
+
+SIM_VERSION = "4"  # 3: arrivals conditioned on their count, offered_rps; 4: per-config precision
+#: Weight bytes at each precision relative to the profile's FP32 weights (assumption 1).
+WEIGHT_BYTES: dict[str, float] = {"fp32": 1.0, "fp16": 0.5, "int8": 0.25}
+#: INT8 over FP32 on a CPU (assumption 1): 1.5-3x is what ONNX Runtime's dynamic INT8
+#: quantization is commonly reported to give on x86 CPUs with VNNI; 2x is an assumption, not a
+#: measurement. FP16 gets none (CPUs without native FP16 arithmetic convert it back to FP32).
+CPU_INT8_SPEEDUP = 2.0
+#: The compute and memory rate floor (1 GFLOP/s, 1 GB/s) of a device without catalog figures.
+_FLOOR = 1e9
 MFU = 0.25
 BANDWIDTH_EFFICIENCY = 0.7
 BASE_OVERHEAD_S = 1e-3
@@ -146,8 +176,10 @@ def calibrate(csv_path: str | Path) -> dict[str, tuple[float, float]]:
 class SimModel:
     """What the sim needs of a model (a kops ``ModelProfile`` reduced to numbers).
 
-    ``flops``: FLOPs per inference at batch 1; ``param_bytes``: weights (FP32 bytes, served in
-    FP16); ``activation_bytes``: activations per sample; ``cpu_ms_per_sample``: pre/post work.
+    ``flops``: FLOPs per inference at batch 1; ``param_bytes``: weights in FP32 bytes (the model as
+    exported: the simulator scales them by the config's precision, so a variant's own profile
+    must not be given); ``activation_bytes``: activations per sample; ``cpu_ms_per_sample``:
+    pre/post work.
     """
 
     name: str
@@ -209,31 +241,61 @@ class _Arrays:
     cpu_per_instance: np.ndarray
     oom: np.ndarray
     cost: np.ndarray
+    weight_bytes: np.ndarray
+    need_bytes: np.ndarray
+
+
+def precision_of(config: Config) -> str:
+    """The precision a config runs in: its own, or FP32 (the model as exported)."""
+    return config.precision or "fp32"
+
+
+def peak_tflops(spec: GpuSpec, precision: str) -> float:
+    """A catalog entry's peak at ``precision`` (TFLOP/s; TOP/s for INT8), assumption 1."""
+    if precision == "fp16":
+        return spec.fp16_tflops
+    if precision == "int8":
+        return spec.int8_tops if spec.int8_tops is not None else spec.fp16_tflops
+    return spec.fp32_tflops
+
+
+def _rates(gpu: str, spec: GpuSpec, precision: str) -> tuple[float, float, float, float]:
+    """(compute FLOP/s, bandwidth B/s, overhead s, weight-bytes factor) of one device at one
+    precision, before any GPU share (assumption 1)."""
+    if spec.fp32_tflops <= 0:  # the CPU: no catalog figures, a floor sped up for INT8 only
+        speed = CPU_INT8_SPEEDUP if precision == "int8" else 1.0
+        return _FLOOR * speed, _FLOOR * speed, BASE_OVERHEAD_S, 1.0
+    cal, over = CALIBRATION.get(gpu) or CALIBRATION.get(CLASS_OF.get(gpu, "T4"), (1.0, 1.0))
+    bandwidth = spec.bandwidth_gbps * 1e9 * BANDWIDTH_EFFICIENCY
+    tflops = MFU * peak_tflops(spec, precision) * 1e12 * cal
+    return tflops, bandwidth, BASE_OVERHEAD_S * over, WEIGHT_BYTES[precision]
 
 
 def _arrays(model: SimModel, space: SearchSpace, configs: Sequence[Config]) -> _Arrays:
-    gpus = {}
-    for g in {c.gpu_type for c in configs}:
-        spec = space.gpu(g)
-        cal, over = CALIBRATION.get(g) or CALIBRATION.get(CLASS_OF.get(g, "T4"), (1.0, 1.0))
-        gpus[g] = (MFU * spec.fp16_tflops * 1e12 * cal, BASE_OVERHEAD_S * over, spec)
+    rates = {}
+    for g, p in {(c.gpu_type, precision_of(c)) for c in configs}:
+        rates[g, p] = _rates(g, space.gpu(g), p)
     n = len(configs)
-    a = _Arrays(*(np.zeros(n) for _ in range(10)))
+    a = _Arrays(*(np.zeros(n) for _ in range(12)))
     for i, c in enumerate(configs):
-        tflops, over, spec = gpus[c.gpu_type]
+        tflops, bandwidth, over, weight_factor = rates[c.gpu_type, precision_of(c)]
+        spec = space.gpu(c.gpu_type)
         k = c.instances_per_gpu or 1
         share = (c.gpu_share_pct or 100) / 100.0
         a.batch[i] = c.batch_size
         a.instances[i] = k
         a.delay_s[i] = queue_delay_ms(c, default=ASSUMED_QUEUE_DELAY_MS) / 1e3
         a.replicas[i] = c.replicas
-        a.tflops[i] = max(tflops * share, 1e9)
+        a.tflops[i] = max(tflops * share, _FLOOR)
         a.overhead_s[i] = over
-        a.bandwidth[i] = max(spec.bandwidth_gbps * 1e9 * BANDWIDTH_EFFICIENCY * share, 1e9)
+        a.bandwidth[i] = max(bandwidth * share, _FLOOR)
         a.cpu_per_instance[i] = float(c.cpu_cores) / k
+        a.weight_bytes[i] = model.param_bytes * weight_factor
         memory = (c.gpu_mem_gb if c.gpu_mem_gb is not None else spec.memory_gb) * 1e9
-        need = k * (model.param_bytes / 2 + c.batch_size * model.activation_bytes + RUNTIME_BYTES)
-        a.oom[i] = memory > 0 and need > memory  # no GPU memory (CPU-only): nothing to exhaust
+        a.need_bytes[i] = k * (
+            a.weight_bytes[i] + c.batch_size * model.activation_bytes + RUNTIME_BYTES
+        )
+        a.oom[i] = memory > 0 and a.need_bytes[i] > memory  # no GPU memory: nothing to exhaust
         a.cost[i] = space.cost_per_hour(c)
     return a
 
@@ -242,7 +304,7 @@ def _service_s(model: SimModel, a: _Arrays, n: np.ndarray) -> np.ndarray:
     """Service time of batches of ``n`` (assumptions 1 and 3)."""
     compute = np.maximum(
         n * model.flops / a.tflops,
-        (model.param_bytes / 2 + 2 * n * model.activation_bytes) / a.bandwidth,
+        (a.weight_bytes + 2 * n * model.activation_bytes) / a.bandwidth,
     )
     cores = a.cpu_per_instance
     cpu_speed = np.where(cores >= 1, cores**0.9, cores)
@@ -279,7 +341,7 @@ def _simulate(
         "over": a.overhead_s,
         "k": a.instances,
         "fn": model.flops / a.tflops,
-        "m0": model.param_bytes / 2 / a.bandwidth,
+        "m0": a.weight_bytes / a.bandwidth,
         "mn": 2 * model.activation_bytes / a.bandwidth,
         "cn": model.cpu_ms_per_sample / 1e3 / np.where(cores >= 1, cores**0.9, cores),
         "delay": a.delay_s,
@@ -335,7 +397,7 @@ def _simulate_one(
     start_done = np.full(n_req, -np.inf)
     k = int(a.instances[j])
     over, fn = float(a.overhead_s[j]), model.flops / float(a.tflops[j])
-    m0 = model.param_bytes / 2 / float(a.bandwidth[j])
+    m0 = float(a.weight_bytes[j]) / float(a.bandwidth[j])
     mn = 2 * model.activation_bytes / float(a.bandwidth[j])
     cores = float(a.cpu_per_instance[j])
     cn = model.cpu_ms_per_sample / 1e3 / (cores**0.9 if cores >= 1 else cores)
@@ -420,9 +482,7 @@ def simulate_configs(
     ok = ~a.oom.astype(bool)
     out: list[Measurement | None] = [None] * len(configs)
     for i in np.flatnonzero(~ok):
-        need = (configs[i].instances_per_gpu or 1) * (
-            model.param_bytes / 2 + configs[i].batch_size * model.activation_bytes + RUNTIME_BYTES
-        )
+        need = float(a.need_bytes[i])
         out[i] = Measurement.failed(
             f"out of GPU memory (needs {need / 1e9:.1f} GB)", float(a.cost[i])
         )
@@ -521,6 +581,7 @@ _UNIT_FIELDS = (
     "max_queue_delay_ms",
     "gpu_mem_gb",
     "gpu_share_pct",
+    "precision",
 )
 
 

@@ -72,13 +72,16 @@ class GpuSpec(BaseModel):
     """Public specs of one accelerator type and what an hour of it costs.
 
     The ``cpu`` pseudo-type (CPU-only serving) has zero TFLOP/s and price: its cost is the
-    cores'. ``source`` says where the price came from.
+    cores'. ``fp16_tflops`` is dense tensor-core FP16 (the FP32 figure where a GPU has no fast
+    FP16), ``int8_tops`` dense INT8 (tensor cores, else DP4A; ``None``: not in the catalog, the
+    simulator takes the FP16 figure). ``source`` says where the specs and price came from.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     fp16_tflops: float = Field(ge=0, allow_inf_nan=False)
     fp32_tflops: float = Field(ge=0, allow_inf_nan=False)
+    int8_tops: float | None = Field(None, ge=0, allow_inf_nan=False)
     memory_gb: float = Field(ge=0, allow_inf_nan=False)
     bandwidth_gbps: float = Field(ge=0, allow_inf_nan=False)
     price_per_hour: float = Field(ge=0, allow_inf_nan=False)

@@ -78,6 +78,61 @@ def test_out_of_memory_fails(tmp_path):
     assert Objective(100, 10).value(big_batch) is None
 
 
+def test_precision_sets_throughput_and_weights(tmp_path):
+    """FP32 (also ``precision=None``, the model as exported) runs at the catalog's FP32 peak, FP16
+    at its tensor-core peak, INT8 at its INT8 peak: on a T4 (FP32 8.1, FP16 65, INT8 130) each
+    is faster than the one before; weights shrink by precision, so fewer configs run out of
+    memory. A catalog entry without ``int8_tops`` (the tiny space's) runs INT8 at its FP16 peak."""
+    from autoconf import load_space
+
+    space = load_space("gpu-default")
+    m = MODELS[1]
+    load = Load(slo_p99_ms=1000, target_rps=20)
+    default, fp32, fp16, int8 = simulate_configs(
+        m,
+        space,
+        [_cfg(), _cfg(precision="fp32"), _cfg(precision="fp16"), _cfg(precision="int8")],
+        load,
+    )
+    assert default.capacity_rps == fp32.capacity_rps  # latencies differ by the per-config noise
+    assert default.p99_ms == pytest.approx(fp32.p99_ms, rel=0.15)
+    assert fp32.capacity_rps < fp16.capacity_rps < int8.capacity_rps
+    assert fp16.p99_ms < fp32.p99_ms
+    tiny16, tiny8 = simulate_configs(
+        m, tiny_space(tmp_path), [_cfg(precision="fp16"), _cfg(precision="int8")], load
+    )
+    assert tiny16.capacity_rps == tiny8.capacity_rps
+    heavy = SimModel("heavy", flops=1e9, param_bytes=20e9, activation_bytes=1e6)
+    oom32, ok16 = simulate_configs(
+        heavy, space, [_cfg(precision="fp32"), _cfg(precision="fp16")], load
+    )
+    assert not oom32.ok and "needs 20.5 GB" in oom32.error and ok16.ok  # 16 GB T4
+
+
+def test_precision_on_gpus_without_int8_tensor_cores_and_on_cpus(tmp_path):
+    """A V100 has no INT8 tensor cores (DP4A, 62.8 TOP/s < FP16's 125): INT8 is slower than
+    FP16 there. A CPU gets no FP16 speed-up and CPU_INT8_SPEEDUP for INT8."""
+    from autoconf import load_space
+    from autoconf._simulator import CPU_INT8_SPEEDUP
+
+    gpus = load_space("gpu-default")
+    m = SimModel("big", flops=5e10, param_bytes=1e8, activation_bytes=1e6, cpu_ms_per_sample=0.01)
+    load = Load(slo_p99_ms=None, target_rps=1)
+    fp16, int8 = simulate_configs(
+        m, gpus, [_cfg(gpu_type="V100", precision=p) for p in ("fp16", "int8")], load
+    )
+    assert int8.capacity_rps < fp16.capacity_rps
+    cpu = load_space("cpu-local")
+    fp32, fp16, int8 = simulate_configs(
+        m,
+        cpu,
+        [_cfg(gpu_type="cpu", batch_size=1, precision=p) for p in ("fp32", "fp16", "int8")],
+        load,
+    )
+    assert fp16.capacity_rps == pytest.approx(fp32.capacity_rps)
+    assert int8.capacity_rps == pytest.approx(CPU_INT8_SPEEDUP * fp32.capacity_rps, rel=0.05)
+
+
 @pytest.mark.skipif(not MICROBENCH.is_file(), reason="shared micro-benchmark CSV not present")
 def test_shipped_calibration_matches_the_microbenchmark():
     assert calibrate(MICROBENCH) == CALIBRATION
@@ -99,8 +154,9 @@ def test_scalar_path_matches_the_vectorised_one(tmp_path, monkeypatch):
 
 def test_ground_truth_tables_are_non_trivial(tmp_path):
     space = tiny_space(tmp_path)
-    # the first model's objective is chosen by the sim, the second one's given
-    given = [None, Objective(slo_p99_ms=20.0, target_rps=3000.0)]
+    # the first model's objective is chosen by the sim, the second one's given (60 ms / 300 rps:
+    # at FP16 throughput, before SIM_VERSION 4, it was 20 ms / 3,000 rps, which FP32 cannot serve)
+    given = [None, Objective(slo_p99_ms=60.0, target_rps=300.0)]
     tables = sim_tables(MODELS, space, objectives=given, cache_dir=tmp_path / "cache")
     assert tables[1].objective == given[1]
     for t in tables:

@@ -111,7 +111,7 @@ def test_stored_model_gets_deployable_manifests(big_model: Path, tmp_path: Path,
     prov = plan["provenance"]
     assert prov["stress_test_duration_s"] == 10.0 and "search_duration_s" not in prov
     assert prov["search_wall_s"] > 0
-    assert prov["basis"].startswith("simulated") and "FP16" in prov["basis"]
+    assert prov["basis"].startswith("simulated") and "computed at FP32" in prov["basis"]
     assert plan["measured"]["source"].startswith("simulated")
     assert "re-measured" not in plan["measured"]["source"]
     # one trial numbering: the plan's trial is the CSV's and the report's

@@ -14,6 +14,11 @@ def test_gpu_default_covers_the_required_gpus_and_size():
     for name, gpu in space.gpus.items():
         assert gpu.price_per_hour > 0 and gpu.source, name
         assert gpu.fp16_tflops >= gpu.fp32_tflops > 0
+        assert gpu.int8_tops is not None and gpu.int8_tops >= 4 * gpu.fp32_tflops, name
+    # the model as exported only: a variant changes the model's numerics, so it is searched where
+    # the user asks for it (a space's `precision` dimension, with an accuracy check), not by default
+    assert "precision" not in space.dimension_names
+    assert {c.precision for c in space.configs()} == {None}
 
 
 def test_falcon_space_is_the_falcon_grid():

@@ -127,12 +127,12 @@ def _kops_profile(profile: Any) -> dict[str, Any] | None:
 SIMULATED_BACKENDS = frozenset({"sim"})
 
 
-def _basis(backend: str) -> str:
+def _basis(backend: str, precision: str) -> str:
     """What the plan's figures are, in words (the simulator's precision assumption named)."""
     if backend in SIMULATED_BACKENDS:
-        from .._simulator import PRECISION_NOTE
+        from .._simulator import precision_basis
 
-        return f"simulated: {PRECISION_NOTE}"
+        return f"simulated: {precision_basis(precision)}"
     if backend == "replay":
         return "replayed from measured tables"
     return "measured"
@@ -154,7 +154,7 @@ def build_plan(
             path=_rel(so.model_path, out),
             sha256=so.sha,
             dims=dict(opts.dims),
-            precision="fp32",
+            precision=config.precision or "fp32",
             **({"uri": opts.manifest.model_uri} if opts.manifest.model_uri else {}),
         ),
         slo=PlanSlo(p99_ms=opts.slo_p99_ms),
@@ -202,7 +202,7 @@ def build_plan(
             configs_measured=len(records),
             stress_test_duration_s=opts.duration_s,
             search_wall_s=round(time.monotonic() - so.started, 1),
-            basis=_basis(opts.backend),
+            basis=_basis(opts.backend, config.precision or "fp32"),
             command=redact(opts.command) if opts.command else opts.command,
         ),
     )
