@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _tiny import MODELS, tiny_space
 
-from autoconf import Measurement, Objective, load_space
+from autoconf import Measurement, Objective, SearchSpace, load_space
 from autoconf._bench import group_of, load_dataset, run_bench, run_one
 from autoconf._search._stores import history
 from autoconf._simulator import SimModel, simulate_configs
@@ -142,3 +142,24 @@ def test_cli_lists_the_shipped_knowledge(capsys):
     out = capsys.readouterr().out
     assert "gpu-default: 26 models" in out and "falcon: 18 models" in out
     assert out.count("used by default") == 2
+
+
+def test_measured_tables_outlive_a_price_change_but_not_a_lost_config(tmp_path, caplog):
+    """Measured tables (Falcon's) do not depend on the catalog's specs or prices, only on their
+    configs being in the space; simulated ones are rebuilt on any change of the space."""
+    space = tiny_space(tmp_path)
+    tables = sim_tables(MODELS, space, cache_dir=None)
+    shipped.write_shipped(shipped.encode(tables, "measured", None), tmp_path / "m")
+    shipped.write_shipped(
+        shipped.encode(tables, "simulated", shipped._sim_version()), tmp_path / "s"
+    )
+    data = space.model_dump(mode="json")
+    cheaper = SearchSpace.model_validate({**data, "pricing": {"cpu_core_per_hour": 0.01}})
+    assert len(shipped.shipped_tables(cheaper, tmp_path / "m")) == 2
+    with caplog.at_level(logging.WARNING):
+        assert shipped.shipped_tables(cheaper, tmp_path / "s") == []
+    assert "another definition of space 'tiny'" in caplog.text
+    dims = {**data["dimensions"], "batch_size": [1, 4]}
+    smaller = SearchSpace.model_validate({**data, "dimensions": dims})
+    doc = shipped.read_document(tmp_path / "m" / "tiny.json.gz")
+    assert "no longer in space 'tiny'" in (shipped.staleness(doc, smaller) or "")

@@ -14,8 +14,9 @@ to simulate), not ONNX Runtime on the user's own cores, so its tables would not 
 Format: one gzipped JSON file per space under ``autoconf/prior/shipped/`` (never pickle): the
 configs as one column per dimension, and per model its name, kops features, objective and one
 column per measurement field (a field equal on every config is stored once). It records the
-versions it was built with: the file format, the space (a hash of its definition), the kops
-feature schema and, for simulated tables, ``SIM_VERSION``. A file whose versions do not match
+versions it was built with: the file format, the kops feature schema and, for simulated tables,
+``SIM_VERSION`` and a hash of the space's definition (simulated numbers follow its GPU specs;
+measured tables only need their configs to be in the space). A file whose versions do not match
 the installed code is not used (a warning says so, and how to rebuild it):
 ``autoconf prior shipped --build autoconf/prior/shipped --falcon DIR``.
 
@@ -108,7 +109,9 @@ def encode(tables: list[ModelTable], source: str, sim_version: str | None) -> di
         "format_version": SHIPPED_FORMAT_VERSION,
         "space": space.name,
         "space_hash": space_hash(space),
-        "feature_version": _feature_version(),
+        "feature_version": (
+            _feature_version() if any(t.features is not None for t in tables) else None
+        ),
         "sim_version": sim_version,
         "source": source,
         "configs": {d: [c.to_dict().get(d) for c in configs] for d in dims},
@@ -189,8 +192,17 @@ def staleness(doc: dict[str, Any], space: SearchSpace) -> str | None:
     """Why a shipped document does not match the installed code, ``None`` when it does."""
     if doc.get("format_version") != SHIPPED_FORMAT_VERSION:
         return f"format {doc.get('format_version')} (this code reads {SHIPPED_FORMAT_VERSION})"
-    if doc.get("space_hash") != space_hash(space):
+    simulated = doc.get("sim_version") is not None
+    if simulated and doc.get("space_hash") != space_hash(space):
+        # simulated numbers follow the catalog's specs and prices: a changed space changes them
         return f"built for another definition of space {space.name!r}"
+    if not simulated:  # measured tables hold for any space that still has their configs
+        dims = doc["configs"]
+        n = len(next(iter(dims.values())))
+        for i in range(n):
+            config = Config.from_dict({d: dims[d][i] for d in dims})
+            if not space.contains(config):
+                return f"config {config.key()} is no longer in space {space.name!r}"
     featured = any(m.get("features") is not None for m in doc["models"])
     if featured and doc.get("feature_version") != _feature_version():
         return (
