@@ -28,7 +28,8 @@ def tables(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     objectives = [
         Objective(slo_p99_ms=30.0, target_rps=1500.0),
-        Objective(slo_p99_ms=20.0, target_rps=3000.0),
+        # 20 ms / 3,000 rps before SIM_VERSION 4 (FP16 throughput); FP32 cannot serve that
+        Objective(slo_p99_ms=60.0, target_rps=300.0),
     ]
     return sim_tables(MODELS, tiny_space(tmp), objectives=objectives, cache_dir=None)
 
