@@ -7,7 +7,15 @@ does not count). A sampler is built from a :class:`SamplerContext` whose history
 training tables minus every table of the evaluation model's group, so it never sees the model
 it is evaluated on. A table named ``FAMILY@VARIANT`` belongs to group ``FAMILY`` (the simulated
 zoo's perturbed copies of one model); any other name is its own group. With the same dataset for
-training and evaluation this is leave-one-group-out.
+training and evaluation this is leave-one-group-out. Only training tables of the evaluated
+model's space are used when there are any (a sampler learns from one space).
+
+``--train shipped`` is the knowledge a new user's search starts from
+(:mod:`autoconf.prior._shipped`), under the same rule: the evaluated model's group is left out of
+it, so no model is evaluated against knowledge that holds it or any variant of it.
+
+A run ends once it has measured the optimum: no later evaluation can change a figure, and its
+best-so-far curve is continued at the optimum up to the budget.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any
 import optuna
 
 from ._errors import UserError
-from ._study import run_trials
+from ._study import Evaluation, run_trials
 from ._types import Measurement, ModelTable
 from .samplers import SamplerContext, make_sampler
 
@@ -96,10 +104,26 @@ def run_one(
         found = table.results.get(config)
         return found if found is not None else Measurement.failed("not in table", cost(config))
 
-    start = time.perf_counter()
-    log = run_trials(study, table.space, objective, evaluate, budget, seed=seed)
-    wall = time.perf_counter() - start
     opt = optimum_of(table)
+
+    reached: list[bool] = []
+
+    def seen(e: Evaluation) -> None:
+        if e.value is not None and objective.within(e.value, opt, 0.0):
+            reached.append(True)
+
+    start = time.perf_counter()
+    log = run_trials(
+        study,
+        table.space,
+        objective,
+        evaluate,
+        budget,
+        seed=seed,
+        on_evaluation=seen,
+        should_stop=lambda _study: bool(reached),
+    )
+    wall = time.perf_counter() - start
     best: float | None = None
     curve: list[float | None] = []
     firsts: dict[str, int | None] = {"1pct": None, "5pct": None, "opt": None, "score": None}
@@ -114,6 +138,8 @@ def run_one(
         score = e.measurement.normalized_rps_per_cost
         if firsts["score"] is None and score is not None and score >= FALCON_SUCCESS_SCORE:
             firsts["score"] = e.index
+    if curve and firsts["opt"] is not None:
+        curve += [curve[-1]] * (budget - len(curve))
     return BenchRecord(
         sampler=sampler,
         model=table.name,
@@ -151,6 +177,8 @@ def run_bench(
     records: list[BenchRecord] = []
     for table in evaluate:
         history = [t for t in train if group_of(t.name) != group_of(table.name)]
+        same_space = [t for t in history if t.space.name == table.space.name]
+        history = same_space or history
         for sampler in samplers:
             for seed in range((seeds or {}).get(sampler, repeats)):
                 record = run_one(sampler, table, history, seed, budget)
@@ -331,9 +359,14 @@ def load_records(path: str | Path) -> list[BenchRecord]:
 
 def load_dataset(spec: str) -> list[ModelTable]:
     """Tables for a DATASET spec: ``falcon:DIR``, ``sim:DIR`` (ONNX models, profiled with kops and
-    simulated), ``sim:zoo`` (also ``sim:zoo/train``, ``sim:zoo/eval``) or a directory of tables."""
+    simulated), ``sim:zoo`` (also ``sim:zoo/train``, ``sim:zoo/eval``), ``shipped`` (the knowledge
+    the package ships, every space) or a directory of tables."""
     from .datasets import load_tables, onnx_dir_tables, zoo_tables
 
+    if spec == "shipped":
+        from .prior import shipped_all
+
+        return shipped_all()
     kind, sep, rest = spec.partition(":")
     if sep and kind == "falcon":
         tables = load_tables(rest)
@@ -348,5 +381,5 @@ def load_dataset(spec: str) -> list[ModelTable]:
     if Path(spec).is_dir():
         return load_tables(spec)
     raise UserError(
-        f"unknown dataset {spec!r} (falcon:DIR, sim:DIR, sim:zoo, or a directory of tables)"
+        f"unknown dataset {spec!r} (falcon:DIR, sim:DIR, sim:zoo, shipped, or a directory of tables)"
     )

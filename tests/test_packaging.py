@@ -55,6 +55,8 @@ def test_wheel_ships_the_spaces_the_license_and_type_markers(wheel):
         assert f"autoconf/search_spaces/{space}" in names
     for pkg in PACKAGES:
         assert f"{pkg}/py.typed" in names
+    for shipped in ("gpu-default.json.gz", "falcon.json.gz", "NOTICE"):
+        assert f"autoconf/prior/shipped/{shipped}" in names
     assert any(re.search(r"\.dist-info/(licenses/)?LICENSE$", n) for n in names), names
     import autoconf
 
@@ -68,6 +70,8 @@ def test_installed_wheel_finds_its_shipped_space(wheel, tmp_path):
     code = (
         "import autoconf, kops, sys; "
         "print(autoconf.__file__); print(autoconf.load_space('cpu-local').name); "
+        "from autoconf.prior import shipped_tables; "
+        "print(len(shipped_tables('gpu-default')), len(shipped_tables('falcon'))); "
         "print('torch' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
@@ -75,8 +79,9 @@ def test_installed_wheel_finds_its_shipped_space(wheel, tmp_path):
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    where, name, torch_loaded = done.stdout.split()
+    where, name, n_sim, n_falcon, torch_loaded = done.stdout.split()
     assert where.startswith(str(site)) and name == "cpu-local"
+    assert int(n_sim) >= 20 and int(n_falcon) == 18  # the knowledge that ships, readable
     assert torch_loaded == "False"  # the core install needs no torch
 
 

@@ -18,11 +18,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Run each sampler on each evaluation model for N seeds and print, per sampler, the "
             "evaluations needed to reach within 1% / 5% of each model's optimum. DATASET: "
             "falcon:DIR, sim:DIR, sim:zoo (sim:zoo/train, sim:zoo/eval) or a directory of "
-            "autoconf tables. Same --train and --eval: leave-one-model(-family)-out."
+            "autoconf tables; --train shipped: the knowledge a new user's search starts from. "
+            "The evaluated model's group (FAMILY of FAMILY@VARIANT) is always left out of the "
+            "training models: same --train and --eval is leave-one-model(-family)-out."
         ),
     )
     p.add_argument(
-        "--train", required=True, metavar="DATASET", help="models the samplers may learn from"
+        "--train",
+        required=True,
+        metavar="DATASET",
+        help="models the samplers may learn from ('shipped': what a new user gets)",
     )
     p.add_argument(
         "--eval", required=True, metavar="DATASET", dest="eval_set", help="models to search"

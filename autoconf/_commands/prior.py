@@ -2,7 +2,8 @@
 
 ``autoconf prior import SOURCE --store KB`` copies tables (a DATASET spec or a directory of
 tables) into the knowledge base; ``autoconf prior train --from STORE|DATASET ... --out PRIOR``
-writes the prior (safetensors + ``PRIOR.json`` metadata).
+writes the prior (safetensors + ``PRIOR.json`` metadata); ``autoconf prior shipped`` lists the
+knowledge that ships with the package (``--build DIR`` rebuilds it, for maintainers).
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--space", default=None, help="search space to train for (default: largest)")
     tr.add_argument("--out", required=True, metavar="PRIOR", help="output file (.safetensors)")
     tr.set_defaults(func=run_train)
+    sh = sub.add_parser("shipped", help="the knowledge that ships with the package")
+    sh.add_argument(
+        "--build",
+        metavar="DIR",
+        help="rebuild the shipped files into DIR (the simulated zoo; minutes without a cache)",
+    )
+    sh.add_argument("--falcon", metavar="DIR", help="with --build: the Falcon tables to ship")
+    sh.set_defaults(func=run_shipped)
 
 
 def _is_store(source: str) -> bool:
@@ -80,4 +89,24 @@ def run_train(args: argparse.Namespace) -> int:
         f"prior for space {prior.space_name!r} ({prior.kind}) from {prior.n_models} models, "
         f"{len(prior.config_keys)} configs -> {path} (+ {path.name}.json)"
     )
+    return 0
+
+
+def run_shipped(args: argparse.Namespace) -> int:
+    from .._errors import UserError
+    from ..prior._shipped import build_shipped, describe
+
+    if args.build:
+        for path in build_shipped(args.build, args.falcon):
+            print(f"wrote {path}")
+        return 0
+    if args.falcon:
+        raise UserError("--falcon goes with --build")
+    for d in describe():
+        state = "used by default" if d["stale"] is None else f"NOT used: {d['stale']}"
+        print(
+            f"{d['space']}: {len(d['models'])} models x {d['configs']} configs from {d['source']} "
+            f"(sim version {d['sim_version']}, kops features {d['feature_version']}, "
+            f"{d['bytes'] / 1e6:.1f} MB): {state}"
+        )
     return 0

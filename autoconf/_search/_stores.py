@@ -39,10 +39,18 @@ def open_knowledge_base(ref: str | None) -> Any | None:
 
 
 def history(kb: Any, space: SearchSpace, exclude: str) -> list[Any]:
-    """What the knowledge base measured on other models in this space (the prior's data)."""
+    """What is known of other models in this space (the prior's data): the knowledge that ships
+    with the package (read-only, :mod:`autoconf.prior._shipped`) and what the knowledge base
+    measured. A model of the knowledge base replaces a shipped one of the same name. Without a
+    knowledge base (``--knowledge none``) the search learns from nothing."""
     if kb is None:
         return []
-    return [t for t in kb.tables(space=space) if t.name != exclude]
+    from ..prior import shipped_tables
+
+    own = [t for t in kb.tables(space=space) if t.name != exclude]
+    names = {t.name for t in own}
+    base = [t for t in shipped_tables(space) if t.name not in names and t.name != exclude]
+    return base + own
 
 
 def kb_model_name(model_path: Path, sha: str) -> str:

@@ -1,6 +1,8 @@
-"""The knowledge base and the prior learned from it (see ``_store`` and ``_model``)."""
+"""The knowledge base, the knowledge that ships with the package, and the prior learned from
+them (see ``_store``, ``_shipped`` and ``_model``)."""
 
 from ._model import Prior, config_features, load_prior, train_prior
+from ._shipped import shipped_all, shipped_tables
 from ._store import KnowledgeBase, import_tables
 
 __all__ = [
@@ -9,5 +11,7 @@ __all__ = [
     "config_features",
     "import_tables",
     "load_prior",
+    "shipped_all",
+    "shipped_tables",
     "train_prior",
 ]

@@ -18,6 +18,7 @@ date); nothing is pickled.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -37,6 +38,13 @@ RIDGE_ALPHA = 1.0
 #: Leading entries of kops' feature vector (the roofline-like ones) in the model x config
 #: regression of :meth:`Prior.predict_from_features`.
 MODEL_FEATURES = 8
+
+
+@functools.lru_cache(maxsize=65536)
+def _key(config: Config) -> str:
+    """``config.key()``, remembered: a prior over the shipped zoo keys thousands of configs on
+    every search, and ``Config.key`` goes through ``dataclasses.asdict``."""
+    return config.key()
 
 
 def config_features(space: SearchSpace, config: Config) -> np.ndarray:
@@ -158,7 +166,7 @@ class Prior:
         index = {k: i for i, k in enumerate(self.config_keys)}
         K = self.n_models
         out = np.full((K, len(configs)), np.nan)
-        cols = [index.get(c.key()) for c in configs]
+        cols = [index.get(_key(c)) for c in configs]
         known = [j for j, i in enumerate(cols) if i is not None]
         if known:
             out[:, known] = self.scores[:, [i for i in cols if i is not None]]
@@ -218,7 +226,7 @@ def train_prior(tables: list[ModelTable], space: SearchSpace | None = None) -> P
     kinds = {score_kind(t) for t in group}
     kind = "log_capacity" if "log_capacity" in kinds else "value"
     group = [t for t in group if score_kind(t) == kind]
-    configs = sorted({c for t in group for c in t.results}, key=lambda c: c.key())
+    configs = sorted({c for t in group for c in t.results}, key=_key)
     index = {c: i for i, c in enumerate(configs)}
     scores = np.full((len(group), len(configs)), np.nan)
     for k, t in enumerate(group):
@@ -258,7 +266,7 @@ def train_prior(tables: list[ModelTable], space: SearchSpace | None = None) -> P
     return Prior(
         space_name=space.name,
         kind=kind,
-        config_keys=[c.key() for c in configs],
+        config_keys=[_key(c) for c in configs],
         model_names=[t.name for t in group],
         scores=scores,
         model_features=model_features,
