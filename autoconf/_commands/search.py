@@ -7,6 +7,7 @@ import logging
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from .._errors import UserError
 from .._input import out_dir, rate_rps
@@ -110,6 +111,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     add_backend_options(p, "passed to the backend (repeatable)")
+    _add_variant_flags(p)
+    add_dim_flag(p, "used for the profile and the requests, and kept in the plan")
+    add_manifest_flags(
+        p,
+        "a KServe InferenceService instead of the Deployment, Service and HPA (needs --model-uri)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no live display: one line per trial")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=run)
+
+
+def _add_variant_flags(p: argparse.ArgumentParser) -> None:
+    """``--precisions``, ``--max-accuracy-drop``, ``--sample-inputs``: model variants."""
     p.add_argument(
         "--precisions",
         metavar="LIST",
@@ -128,19 +142,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="inputs for the accuracy check and INT8 calibration: one array per model input, "
         "samples on the first axis (default: generated from the input signature)",
     )
-    add_dim_flag(p, "used for the profile and the requests, and kept in the plan")
-    add_manifest_flags(
-        p,
-        "a KServe InferenceService instead of the Deployment, Service and HPA (needs --model-uri)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no live display: one line per trial")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from .._search import SearchOptions, run_search
-
+def _inputs(args: argparse.Namespace) -> tuple[Path, Path, str, float | None, int, float]:
+    """(model, out, SLO, qps, budget, duration) from the flags, ``--example``'s defaults applied
+    (its model written into ``out``)."""
     if args.example:
         if args.model:
             raise UserError("--example generates its own model: give no MODEL with it")
@@ -172,6 +178,13 @@ def run(args: argparse.Namespace) -> int:
         slo, qps = args.slo_p99, args.qps
         budget = args.budget if args.budget is not None else 20
         duration = parse_duration_s(args.duration, "--duration") if args.duration else 10.0
+    return model, out, slo, qps, budget, duration
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._search import SearchOptions, run_search
+
+    model, out, slo, qps, budget, duration = _inputs(args)
     if qps is not None:
         rate_rps(qps, "--qps")
     precisions = parse_precisions(args.precisions) if args.precisions is not None else None
@@ -205,6 +218,11 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:  # warnings too: nothing but errors
         logging.getLogger().setLevel(logging.ERROR)
     result = run_search(opts)
+    return _print_outcome(args, result, out)
+
+
+def _print_outcome(args: argparse.Namespace, result: Any, out: Path) -> int:
+    """What the user reads once the search ends; the exit code (0 a plan, 1 none)."""
     if args.quiet and result.outcome == "plan":
         return 0
     if not args.quiet:
