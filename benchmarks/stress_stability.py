@@ -145,7 +145,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--busy", type=int, default=2)
     ap.add_argument("--slo-p99-ms", type=float, default=50.0)
-    ap.add_argument("--step-s", type=float, default=2.0)
+    ap.add_argument(
+        "--step-s", type=float, default=None, help="fixed step length (default: by requests)"
+    )
     ap.add_argument("--max-steps", type=int, default=5)
     ap.add_argument("--out", default="results/stress")
     args = ap.parse_args()
