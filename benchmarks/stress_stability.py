@@ -49,6 +49,7 @@ def one_capacity(model: Path, slo_ms: float, step_s: float, max_steps: int) -> d
         "stable": cap.stable,
         "unstable_reasons": cap.unstable_reasons,
         "remeasured": cap.remeasured,
+        "generator_limited": cap.generator_limited,
         "steps": [
             {
                 "rate_rps": s.target_rps,
@@ -58,6 +59,10 @@ def one_capacity(model: Path, slo_ms: float, step_s: float, max_steps: int) -> d
                 "stable": s.stable,
                 "superseded": bool(s.extra.get("superseded")),
                 "reasons": s.unstable_reasons,
+                "reason_kinds": s.extra.get("reason_kinds"),
+                "late_send_share": s.late_send_share,
+                "lag_added_p99": s.extra.get("lag_added_p99"),
+                "probe": bool(s.extra.get("probe")),
             }
             for s in cap.steps
         ],
@@ -125,8 +130,13 @@ def markdown(res: dict) -> str:
         f"With {res['busy_processes']} busy processes: every run flagged or within 15 % of the "
         f"quiet median: **{res['disturbed_all_honest']}**.",
         "",
-        "| run | capacity req/s | upper | stable | re-measured | load avg (1/5/15 min) | reasons |",
-        "|---|---|---|---|---|---|---|",
+        "The machine is shared with 5-6 other agents working at once: read each run with the load "
+        "average at its start (1/5/15 min); 'quiet' means no busy processes of ours, not an idle "
+        "machine. Steps are sized by requests unless `--step-s` is given.",
+        "",
+        "| run | capacity req/s | upper | stable | generator-limited | re-measured | wall s "
+        "| load avg | reasons |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind in ("quiet", "disturbed"):
         for i, r in enumerate(res[kind], 1):
@@ -135,7 +145,8 @@ def markdown(res: dict) -> str:
             load = "/".join(f"{x:.1f}" for x in r["load_avg_start"])
             lines.append(
                 f"| {kind} {i} | {r['capacity_rps']:,.0f} | {upper} | {r['stable']} | "
-                f"{r['remeasured']} | {load} | {reasons} |"
+                f"{r.get('generator_limited')} | {r['remeasured']} | {r['wall_s']:.0f} | {load} "
+                f"| {reasons} |"
             )
     return "\n".join(lines) + "\n"
 
