@@ -252,9 +252,15 @@ def capacity_search(
             passed = step_passes(res, slo_p99_ms, max_error_rate)
             res.extra["passed"] = passed
             res.extra["probe"] = probing
-            if remeasures >= MAX_REMEASURES or not needs_remeasure(
-                res, passed, probing, slo_p99_ms
+            if (
+                remeasures >= MAX_REMEASURES
+                or (i == 0 and passed and start_rps is None)
+                or not needs_remeasure(res, passed, probing, slo_p99_ms)
             ):
+                # The default start step only measures the base latency: passing, disturbed or
+                # not, it is a pass (a disturbance only slows the server), and it is the answer
+                # only if everything above fails. Re-measuring it spent 10-15 s of every
+                # disturbed search (results/stress/stability.json, 2026-11-27 18:29).
                 break
             remeasures += 1
             res.extra["superseded"] = True
