@@ -411,8 +411,9 @@ def merge_results(
     if inter is not None and inter.idle_share_generator_cores is not None:
         headroom = min(headroom, inter.idle_share_generator_cores)
     kinds = _unstable_reasons(
-        aborted, verdict.reasons, late_share, lag_added, saturated, headroom, inter
-    )
+        aborted, verdict.reasons, late_share, lag_added, saturated, headroom, inter,
+        own_headroom=1.0 - min(1.0, cpu_share),
+    )  # fmt: skip
     reasons = [text for _, text in kinds]
     good_svc = svc[good]
     return LoadResult(
@@ -512,6 +513,7 @@ def _unstable_reasons(
     saturated: bool,
     headroom: float,
     inter: Interference | None,
+    own_headroom: float = 1.0,
 ) -> list[tuple[str, str]]:
     """Why a measurement cannot be trusted as it is (empty: it is stable), each with its kind:
     ``aborted``, ``windows`` (the spread rule), ``late`` (the generator's send lag moved the
@@ -540,9 +542,13 @@ def _unstable_reasons(
              "the load generator fell behind its schedule")
         )  # fmt: skip
     if headroom < MIN_GENERATOR_HEADROOM:
+        # Its own work filling its core is its limit; other processes filling it, starvation.
+        own = own_headroom < MIN_GENERATOR_HEADROOM
         kinds.append(
-            ("starved", f"load generator CPU headroom {headroom:.0%} (< 10 %): it was starved")
-        )
+            ("generator" if own else "starved",
+             f"load generator CPU headroom {headroom:.0%} (< 10 %): "
+             + ("it used its core" if own else "it was starved"))
+        )  # fmt: skip
     if inter is not None:
         kinds += [("interference", r) for r in inter.reasons()]
     return kinds

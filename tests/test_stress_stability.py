@@ -16,7 +16,7 @@ import pytest
 import stress
 from stress._capacity import MAX_REMEASURES, capacity_search, needs_remeasure
 from stress._interference import CpuSnapshot, interference
-from stress._load import LATE_SEND_MS, generator_processes, merge_results
+from stress._load import LATE_SEND_MS, _unstable_reasons, generator_processes, merge_results
 from stress._local import core_sets
 from stress._stability import (
     WindowStats,
@@ -143,6 +143,11 @@ def test_starved_generator_is_flagged() -> None:
     r = merge_results([_raw(300, cpu_s=3.9, wall_s=4.0)], 100.0, 3.0, 1.0)
     assert r.generator_cpu_headroom == pytest.approx(0.025)
     assert not r.stable and any("headroom" in x for x in r.unstable_reasons)
+    # Its own work filled its core: the generator's limit, not other processes'.
+    assert "generator" in r.extra["reason_kinds"] and "starved" not in r.extra["reason_kinds"]
+    assert _unstable_reasons(False, [], 0.0, 0.0, False, 0.05, None, own_headroom=0.6) == [
+        ("starved", "load generator CPU headroom 5% (< 10 %): it was starved")
+    ]
 
 
 def _snap(t, busy, steal, total, pid_ticks) -> CpuSnapshot:
