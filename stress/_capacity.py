@@ -24,6 +24,10 @@ failing one that was disturbed (other processes on the cores, a starved generato
 may be theirs), a saturation probe whose served rate wandered. What stays unstable is kept and
 the :class:`CapacityResult` says so (``stable`` false, ``unstable_reasons``), as it does when
 the answer is not bracketed (the lowest failure over :data:`WIDE_BRACKET` times the answer).
+The load generator's lateness alone (:mod:`stress._load`: latency is timed from the scheduled
+send, so a late send only adds its lag) neither repeats nor flags a pass (:func:`trusted_pass`);
+a failure it alone explains (the p99 timed from the actual sends met the SLO) is repeated and,
+if it stays so, makes the answer ``generator_limited``: a lower bound set by the generator.
 
 A capacity equal to the start rate with every later step failing (the Quickstart's 50.0 req/s
 on a config that serves ~1,000) came from a bracket placed by a probe measured while the machine
