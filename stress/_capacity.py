@@ -122,7 +122,8 @@ def saturated_rps(result: LoadResult) -> float | None:
         # Behind its schedule, but with the in-flight cap full the server held a backlog the
         # whole time: it was the bottleneck, unless the generator had no CPU left to send.
         cpu = result.extra.get("generator_cpu_share")
-        if not result.inflight_cap_hits or cpu is None or cpu > SATURATED_CPU_SHARE:
+        backlog = result.inflight_cap_hits and cpu is not None and cpu <= SATURATED_CPU_SHARE
+        if not backlog and not _generator_ceiling(result):
             return None
     if result.throughput_rps >= SERVED_SHARE * _offered_rps(result):
         return None  # it kept up: not saturated
@@ -132,6 +133,17 @@ def saturated_rps(result: LoadResult) -> float | None:
     ):
         return None
     return float(result.throughput_rps)
+
+
+def _generator_ceiling(result: LoadResult) -> bool:
+    """The step served what the load generator itself could drive (its own work filled its
+    core; nothing else took the cores): above that rate nothing can be measured on this machine,
+    so the served rate bounds the bracket as a server's maximum rate would. Without this, one
+    generator process per core (which fills its core near 2,000 req/s on tiny_mlp) left the
+    bracket at the 3,200 req/s probe and every bisection step failed on the generator
+    (results/stress/stability.json, 2026-11-27 19:13, before this fix)."""
+    kinds = _kinds(result)
+    return kinds is not None and "generator" in kinds and not kinds & {"starved", "interference"}
 
 
 def upper_bound(result: CapacityResult) -> float | None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import stress
-from stress._capacity import MAX_REMEASURES, capacity_search, needs_remeasure
+from stress._capacity import MAX_REMEASURES, capacity_search, needs_remeasure, saturated_rps
 from stress._interference import CpuSnapshot, interference
 from stress._load import LATE_SEND_MS, _unstable_reasons, generator_processes, merge_results
 from stress._local import core_sets
@@ -327,3 +327,18 @@ def test_a_starved_generator_still_flags_the_capacity() -> None:
     cap = capacity_search(dep, 50.0, max_steps=5)
     assert not cap.stable and not cap.generator_limited
     assert any("was not stable" in r for r in cap.unstable_reasons)
+
+
+def test_a_probe_the_generator_itself_limited_bounds_the_bracket() -> None:
+    """One generator process filling its core serves ~2,000 of a 3,200 req/s probe: that rate
+    bounds what can be measured here, so the bisection stays below it (it went above it, and
+    every step failed on the generator)."""
+    r = stress.LoadResult(
+        target_rps=3200.0, duration_s=1.5, sent=3000, completed=2900, errors=0,
+        throughput_rps=1900.0, p50_ms=200.0, p95_ms=300.0, p99_ms=350.0, max_ms=400.0,
+        error_rate=0.0, generator_saturated=True, stable=False,
+        extra={"offered_rps": 3200.0, "generator_cpu_share": 0.97, "reason_kinds": ["generator"]},
+    )  # fmt: skip
+    assert saturated_rps(r) == 1900.0
+    r.extra["reason_kinds"] = ["generator", "interference"]  # other processes on the cores
+    assert saturated_rps(r) is None
