@@ -108,6 +108,9 @@ class CapacityResult:
     stable: bool = True
     unstable_reasons: list[str] = field(default_factory=list)
     remeasured: int = 0
+    #: The lowest failing step above the answer failed only by the load generator's lateness:
+    #: the server may serve more than this machine's generator can show (a lower bound).
+    generator_limited: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data: the figures, the verdict and every step's ``LoadResult.to_dict``."""
@@ -118,6 +121,7 @@ class CapacityResult:
                 "stable": self.stable,
                 "unstable_reasons": list(self.unstable_reasons),
                 "remeasured": self.remeasured,
+                "generator_limited": self.generator_limited,
                 "at_capacity": self.at_capacity.to_dict() if self.at_capacity else None,
                 "steps": [s.to_dict() for s in self.steps],
             }

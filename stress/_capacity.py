@@ -24,6 +24,10 @@ failing one that was disturbed (other processes on the cores, a starved generato
 may be theirs), a saturation probe whose served rate wandered. What stays unstable is kept and
 the :class:`CapacityResult` says so (``stable`` false, ``unstable_reasons``), as it does when
 the answer is not bracketed (the lowest failure over :data:`WIDE_BRACKET` times the answer).
+The load generator's lateness alone (:mod:`stress._load`: latency is timed from the scheduled
+send, so a late send only adds its lag) neither repeats nor flags a pass (:func:`trusted_pass`);
+a failure it alone explains (the p99 timed from the actual sends met the SLO) is repeated and,
+if it stays so, makes the answer ``generator_limited``: a lower bound set by the generator.
 
 A capacity equal to the start rate with every later step failing (the Quickstart's 50.0 req/s
 on a config that serves ~1,000) came from a bracket placed by a probe measured while the machine
@@ -41,6 +45,7 @@ from collections.abc import Callable
 
 from ._api import CapacityResult, Deployment, LoadResult, StressError
 from ._load import SATURATED_CPU_SHARE
+from ._stability import STABLE_SPREAD, measurement_seconds
 
 #: First rate tried without an estimate.
 DEFAULT_START_RPS = 50.0
@@ -117,7 +122,8 @@ def saturated_rps(result: LoadResult) -> float | None:
         # Behind its schedule, but with the in-flight cap full the server held a backlog the
         # whole time: it was the bottleneck, unless the generator had no CPU left to send.
         cpu = result.extra.get("generator_cpu_share")
-        if not result.inflight_cap_hits or cpu is None or cpu > SATURATED_CPU_SHARE:
+        backlog = result.inflight_cap_hits and cpu is not None and cpu <= SATURATED_CPU_SHARE
+        if not backlog and not _generator_ceiling(result):
             return None
     if result.throughput_rps >= SERVED_SHARE * _offered_rps(result):
         return None  # it kept up: not saturated
@@ -127,6 +133,17 @@ def saturated_rps(result: LoadResult) -> float | None:
     ):
         return None
     return float(result.throughput_rps)
+
+
+def _generator_ceiling(result: LoadResult) -> bool:
+    """The step served what the load generator itself could drive (its own work filled its
+    core; nothing else took the cores): above that rate nothing can be measured on this machine,
+    so the served rate bounds the bracket as a server's maximum rate would. Without this, one
+    generator process per core (which fills its core near 2,000 req/s on tiny_mlp) left the
+    bracket at the 3,200 req/s probe and every bisection step failed on the generator
+    (results/stress/stability.json, 2026-11-27 19:13, before this fix)."""
+    kinds = _kinds(result)
+    return kinds is not None and "generator" in kinds and not kinds & {"starved", "interference"}
 
 
 def upper_bound(result: CapacityResult) -> float | None:
@@ -212,7 +229,7 @@ def capacity_search(
     start_rps: float | None = None,
     max_steps: int = 5,
     *,
-    duration_s: float = 5.0,
+    duration_s: float | None = None,
     warmup_s: float = 1.0,
     max_error_rate: float = 0.01,
     on_step: Callable[[int, int, float, float], None] | None = None,
@@ -220,6 +237,8 @@ def capacity_search(
     """Find the highest rate whose p99 meets ``slo_p99_ms`` within ``max_steps`` load steps.
 
     ``start_rps`` (an estimate, e.g. from the prior) replaces the default first rate.
+    ``duration_s`` fixes each step's length (as before: at least that, longer for MIN_SAMPLES);
+    left ``None``, a step lasts what its evidence needs (:func:`_step_seconds`).
     ``on_step(step, max_steps, rate_rps, duration_s)``, if given, is called before each load
     step (a step measured again counts as the same step): progress for a live display.
     ``capacity_rps`` is 0.0 when not even the lowest rate tried met the SLO.
@@ -238,13 +257,9 @@ def capacity_search(
     probing = False
     remeasures = 0
     for i in range(max_steps):
-        if probing:
-            # A saturation probe: short, never cut short, so its served rate is a measurement.
-            step_s = max(min(duration_s, PROBE_S), min(MIN_SAMPLES / rate, 3.0 * duration_s))
-            abort = None
-        else:
-            step_s = max(duration_s, min(MIN_SAMPLES / rate, 3.0 * duration_s))
-            abort = slo_p99_ms
+        step_s = _step_seconds(rate, duration_s, probing)
+        # A saturation probe is never cut short, so its served rate is a measurement.
+        abort = None if probing else slo_p99_ms
         while True:
             if on_step is not None:
                 on_step(i + 1, max_steps, rate, step_s)
@@ -253,7 +268,15 @@ def capacity_search(
             passed = step_passes(res, slo_p99_ms, max_error_rate)
             res.extra["passed"] = passed
             res.extra["probe"] = probing
-            if remeasures >= MAX_REMEASURES or not needs_remeasure(res, passed, probing):
+            if (
+                remeasures >= MAX_REMEASURES
+                or (i == 0 and passed and start_rps is None)
+                or not needs_remeasure(res, passed, probing, slo_p99_ms)
+            ):
+                # The default start step only measures the base latency: passing, disturbed or
+                # not, it is a pass (a disturbance only slows the server), and it is the answer
+                # only if everything above fails. Re-measuring it spent 10-15 s of every
+                # disturbed search (results/stress/stability.json, 2026-11-27 18:29).
                 break
             remeasures += 1
             res.extra["superseded"] = True
@@ -309,6 +332,21 @@ def capacity_search(
     return result
 
 
+def _step_seconds(rate: float, duration_s: float | None, probe: bool) -> float:
+    """A step's length: sized by requests (``duration_s`` None), else by ``duration_s``.
+
+    By requests: :data:`STABLE_WINDOWS` windows of the stability rule and MIN_SAMPLES arrivals
+    (:func:`stress._stability.measurement_seconds`): 4 s at 50 req/s, 1.5 s at 1,500 req/s.
+    A fixed 5 s per step (what ``--duration 10`` gave) held 7,500 requests at 1,500 req/s
+    where the rule compares three windows of 750; the rule still adds windows until stable.
+    """
+    if duration_s is None:
+        return measurement_seconds(rate, MIN_SAMPLES)
+    if probe:
+        return max(min(duration_s, PROBE_S), min(MIN_SAMPLES / rate, 3.0 * duration_s))
+    return max(duration_s, min(MIN_SAMPLES / rate, 3.0 * duration_s))
+
+
 def _reopen(lo: float, low: float) -> float:
     """The next floor when everything down to ``low`` failed: FLOOR_DROP below it, or halfway
     (geometrically) down to the highest pass ``lo`` when the floor sits far above it."""
@@ -317,21 +355,75 @@ def _reopen(lo: float, low: float) -> float:
     return max(lo, FLOOR_DROP * low)
 
 
-def needs_remeasure(result: LoadResult, passed: bool, probe: bool) -> bool:
-    """Whether a step's verdict rests on figures that were not stable (see the module doc)."""
-    if result.stable:
+def needs_remeasure(
+    result: LoadResult, passed: bool, probe: bool, slo_p99_ms: float | None = None
+) -> bool:
+    """Whether a step's verdict rests on figures that were not stable (see the module doc).
+
+    A saturation probe overloads on purpose: its latency grows for as long as it runs and a
+    generator asked for more than it can send is late, so only what makes its *served rate*
+    doubtful repeats it: that rate wandering over the windows, or other processes on the cores.
+    (Repeating probes for their late sends spent both of a search's re-measurements on them.)
+    """
+    if result.stable or result.extra.get("oversubscribed"):
         return False
-    if passed or probe:
-        return not result.extra.get("oversubscribed")
+    if probe:
+        return bool(result.extra.get("interfered")) or result.throughput_spread > STABLE_SPREAD
+    if passed:
+        # Latency is timed from the scheduled send: lateness only adds to it, so a step that
+        # passed despite it passed (see trusted_pass).
+        return not trusted_pass(result)
     # A failure is a failure unless something else may have caused it.
-    return bool(result.extra.get("disturbed"))
+    if slo_p99_ms is None:
+        return bool(result.extra.get("disturbed"))
+    reason, generator_limited = _bound_verdict(result, slo_p99_ms)
+    return reason is not None or generator_limited
+
+
+def _kinds(result: LoadResult) -> set[str] | None:
+    """The kinds of ``result``'s unstable reasons (``None`` when its backend gives none)."""
+    kinds = result.extra.get("reason_kinds")
+    return None if kinds is None else set(kinds)
+
+
+def trusted_pass(result: LoadResult) -> bool:
+    """A passing step is trusted when it is stable, or when all that kept it from being stable
+    is the load generator's lateness: latency is timed from each request's scheduled send, so a
+    late generator only adds its lag (and burstier arrivals) to the figures, and a step that
+    met the SLO despite that meets it without."""
+    kinds = _kinds(result)
+    return result.stable or (kinds is not None and kinds <= _GENERATOR_ONLY)
+
+
+#: Reasons that are the load generator's own lateness (not starvation, not other processes).
+_GENERATOR_ONLY = {"late", "generator"}
+
+
+def _bound_verdict(bound: LoadResult, slo_p99_ms: float) -> tuple[str | None, bool]:
+    """Whether the lowest failing step above the answer can be trusted to fail: a reason when
+    it cannot, and whether it failed only by the generator's lateness (generator-limited)."""
+    if not bound.extra.get("disturbed"):
+        return None, False
+    kinds = _kinds(bound)
+    if kinds is not None and not (kinds - _GENERATOR_ONLY - {"aborted", "windows"}):
+        # Only the generator was late: the failure stands if the p99 timed from the actual
+        # sends (without the generator's lag) fails too; else the generator set the bound.
+        p99_send = bound.extra.get("p99_from_send_ms")
+        if p99_send is not None and p99_send > slo_p99_ms:
+            return None, False
+        return None, True
+    return (
+        f"the lowest failing step ({bound.target_rps:,.1f} req/s) was disturbed: "
+        + "; ".join(bound.unstable_reasons)
+    ), False
 
 
 def verdict_reasons(result: CapacityResult) -> list[str]:
-    """Why the capacity found cannot be trusted as is (empty when it can)."""
+    """Why the capacity found cannot be trusted as is (empty when it can); sets
+    ``result.generator_limited`` when the bound above it is the generator's."""
     reasons = []
     top = result.at_capacity
-    if top is not None and not top.stable:
+    if top is not None and not trusted_pass(top):
         reasons.append(
             f"the step at capacity ({top.target_rps:,.1f} req/s) was not stable: "
             + "; ".join(top.unstable_reasons)
@@ -340,11 +432,9 @@ def verdict_reasons(result: CapacityResult) -> list[str]:
     above = [s for s in final if not s.extra.get("passed") and s.target_rps > result.capacity_rps]
     if above:
         bound = min(above, key=lambda s: s.target_rps)
-        if bound.extra.get("disturbed"):
-            reasons.append(
-                f"the lowest failing step ({bound.target_rps:,.1f} req/s) was disturbed: "
-                + "; ".join(bound.unstable_reasons)
-            )
+        reason, result.generator_limited = _bound_verdict(bound, result.slo_p99_ms)
+        if reason:
+            reasons.append(reason)
         # A saturated step bounds the capacity by the rate it served, not the rate offered.
         top_rps = min(min(s.target_rps, (saturated_rps(s) or math.inf) * MU_SLACK) for s in above)
         if result.capacity_rps > 0 and top_rps > WIDE_BRACKET * result.capacity_rps:

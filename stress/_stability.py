@@ -1,7 +1,7 @@
 """When a measurement can be trusted: the window stability rule (after Triton's perf_analyzer).
 
-An open-loop step is measured in consecutive windows of at least :data:`MIN_WINDOW_S` and
-:data:`MIN_WINDOW_REQUESTS` arrivals. It is **stable** when, over the last
+An open-loop step is measured in consecutive windows sized by the arrivals they hold (at least
+:data:`MIN_WINDOW_REQUESTS`, and :data:`MIN_WINDOW_S`). It is **stable** when, over the last
 :data:`STABLE_WINDOWS` windows, throughput (completions/s) and latency each agree within
 :data:`STABLE_SPREAD` (max/min <= 1.10), perf_analyzer's rule; :mod:`stress._load` adds windows
 until that holds or :data:`MAX_WINDOWS` is reached.
@@ -25,10 +25,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-#: A window lasts at least this long ...
-MIN_WINDOW_S = 1.0
-#: ... and holds at least this many arrivals.
+#: A window holds at least this many arrivals (its length follows from the rate: 1 s at
+#: 50 req/s, where the rule compares p75s) ...
 MIN_WINDOW_REQUESTS = 50
+#: ... and lasts at least this long: at high rates a window holds far more than it needs
+#: (750 requests at 1,500 req/s, a p95 with 37 requests above it), and shorter ones would
+#: judge scheduler hiccups of tens of ms rather than the server. Was 1.0 s whatever the rate:
+#: a step at 1,500 req/s then ran 5 s where 1.5 s hold the same evidence per window count.
+MIN_WINDOW_S = 0.5
 #: The rule looks at this many last windows ...
 STABLE_WINDOWS = 3
 #: ... whose throughputs and latencies agree within this share (max/min - 1).
@@ -46,6 +50,12 @@ _Z95 = 1.96
 def window_seconds(rate_rps: float) -> float:
     """The window length at ``rate_rps``: >= MIN_WINDOW_S and >= MIN_WINDOW_REQUESTS arrivals."""
     return max(MIN_WINDOW_S, MIN_WINDOW_REQUESTS / rate_rps)
+
+
+def measurement_seconds(rate_rps: float, min_requests: int = 0) -> float:
+    """How long a measurement at ``rate_rps`` needs: STABLE_WINDOWS windows (sized by the
+    requests they hold, :func:`window_seconds`) and at least ``min_requests`` arrivals."""
+    return max(STABLE_WINDOWS * window_seconds(rate_rps), min_requests / rate_rps)
 
 
 def window_percentile(counts: list[int]) -> float:

@@ -15,9 +15,16 @@ import pytest
 import stress
 from autoconf import Config, Measurement, Objective, UserError
 from autoconf._feasible import trim_space
-from autoconf._noise import STABLE_FLOOR_SD, UNSTABLE_SD, relative_sd
+from autoconf._noise import (
+    STABLE_FLOOR_SD,
+    UNSTABLE_SD,
+    best_floor,
+    could_beat,
+    relative_sd,
+)
 from autoconf._space import load_space
 from autoconf._study import run_trials
+from autoconf._types import Load
 from autoconf.backends._live import LiveBackend, _capacity_measurement
 from autoconf.samplers import SamplerContext, make_sampler
 from autoconf.stopping import StoppingContext, make_stopping_rule
@@ -154,6 +161,31 @@ def test_unstable_measurement_is_repeated_then_flagged():
     assert m.stable is False and m.attempts == 2 and b.script  # bounded, flagged
     b = _Scripted([_m(True)])
     assert b.evaluate(None, c, None).attempts == 1
+
+
+def _cap(capacity, stable):
+    return Measurement(
+        ok=True, cost_per_hour=1.0, capacity_rps=capacity, stable=stable, throughput_spread=0.03
+    )
+
+
+def test_unstable_measurement_is_repeated_only_when_it_could_win():
+    """A repeat cannot change the plan when even the unstable figure's optimistic value
+    (+2 x 30 %) is below the pessimistic value of the best measured so far."""
+    c = Config(batch_size=1, gpu_type="cpu")
+    load = Load(slo_p99_ms=50.0)
+    b = _Scripted([_cap(1500.0, True), _cap(200.0, False), _cap(1400.0, False), _cap(1450, True)])
+    assert b.evaluate(None, c, load).attempts == 1
+    low = b.evaluate(None, c, load)  # 200 x 1.6 = 320 < 1500 x (1 - 2 x 2 %): not repeated
+    assert low.attempts == 1 and low.stable is False
+    near = b.evaluate(None, c, load)  # 1400 x 1.6 > 1440: repeated, and the repeat is stable
+    assert near.attempts == 2 and near.stable and not b.script
+    assert could_beat(_cap(0.0, False), 1000.0)  # nothing passed: no bound, repeat
+    assert best_floor(_cap(200.0, False), None) == pytest.approx(200.0 * (1 - 2 * UNSTABLE_SD))
+    # At a target load (the plan's re-measurement) the incumbent is not tracked.
+    b = _Scripted([_cap(1500.0, True), _cap(10.0, False), _cap(10.0, True)])
+    b.evaluate(None, c, Load(slo_p99_ms=50.0, target_rps=100.0))
+    assert b.evaluate(None, c, Load(slo_p99_ms=50.0, target_rps=100.0)).attempts == 2
 
 
 def _noisy(table, stable):

@@ -14,11 +14,18 @@ import numpy as np
 import pytest
 
 import stress
-from stress._capacity import MAX_REMEASURES, capacity_search
+from stress._capacity import MAX_REMEASURES, capacity_search, needs_remeasure, saturated_rps
 from stress._interference import CpuSnapshot, interference
-from stress._load import LATE_SEND_MS, merge_results
+from stress._load import LATE_SEND_MS, _unstable_reasons, generator_processes, merge_results
 from stress._local import core_sets
-from stress._stability import WindowStats, judge, quantile_ci, window_percentile, window_seconds
+from stress._stability import (
+    WindowStats,
+    judge,
+    measurement_seconds,
+    quantile_ci,
+    window_percentile,
+    window_seconds,
+)
 
 
 def _window(thr: float, lat_ms: float, n: int = 200, seed: int = 0) -> WindowStats:
@@ -30,7 +37,12 @@ def _window(thr: float, lat_ms: float, n: int = 200, seed: int = 0) -> WindowSta
 
 
 def test_windows_hold_enough_requests_and_the_percentile_fits_them() -> None:
-    assert window_seconds(1000) == 1.0 and window_seconds(20) == pytest.approx(2.5)
+    # Sized by the requests they hold: 50 at low rates, never under 0.5 s at high ones.
+    assert window_seconds(1000) == 0.5 and window_seconds(20) == pytest.approx(2.5)
+    assert window_seconds(50) == 1.0
+    # A measurement needs 3 windows and, for a capacity step, 200 requests.
+    assert measurement_seconds(1500, 200) == pytest.approx(1.5)
+    assert measurement_seconds(50, 200) == pytest.approx(4.0)
     assert window_percentile([50, 80]) == 75.0  # 12 requests above p75 of 50
     assert window_percentile([200]) == 95.0 and window_percentile([1000]) == 99.0
 
@@ -68,13 +80,17 @@ def test_too_few_windows() -> None:
     assert not v.stable and v.reasons == ["too few windows (2 < 3)"]
 
 
-def _raw(n: int, lag_ms: list[float] | None = None, **kw) -> dict:
-    sched = np.linspace(1.0, 3.999, n).tolist()  # 1 s warm-up, then 3 windows of 1 s
+def _raw(n: int, lag_ms: list[float] | None = None, served_ms: float = 2.0, **kw) -> dict:
+    """``n`` requests over 3 s after 1 s of warm-up (6 windows of 0.5 s at 100 req/s), each
+    served in ``served_ms`` after its actual send, ``lag_ms`` after its scheduled one."""
+    sched = np.linspace(1.0, 3.999, n).tolist()
+    lag = lag_ms if lag_ms is not None else [0.3] * n
     rec = {
-        "sched_s": sched, "latency_ms": [2.0] * n, "service_ms": [2.0] * n, "ok": [1] * n,
+        "sched_s": sched, "latency_ms": [served_ms + x for x in lag], "service_ms": [served_ms] * n,
+        "ok": [1] * n,
         "done_s": [t + 0.002 for t in sched], "aborted": False, "schedule_end_s": 4.0,
         "cap_hits": 0, "censored": 0, "cpu_s": 0.3, "wall_s": 4.0, "send_lag_p50_ms": 0.3,
-        "send_lag_p99_ms": 0.5, "send_lag_ms": lag_ms if lag_ms is not None else [0.3] * n,
+        "send_lag_p99_ms": 0.5, "send_lag_ms": lag,
     }  # fmt: skip
     rec.update(kw)
     return rec
@@ -89,15 +105,49 @@ def test_late_send_share_counts_requests_over_the_threshold() -> None:
     assert r.late_send_share == pytest.approx(6 / 300)
     assert not r.stable and any("sent over 5 ms late" in x for x in r.unstable_reasons)
     assert r.extra["disturbed"] and r.extra["windows_stable"]
+    assert r.extra["reason_kinds"] == ["late"] and r.extra["lag_added_p99"] > 1.0
     on_time = merge_results([_raw(300, [0.3] * 297 + [9.0] * 3)], 100.0, 3.0, 1.0)
     assert on_time.late_send_share == pytest.approx(0.01) and on_time.stable, on_time
-    assert len(on_time.windows) == 3 and on_time.to_dict()["windows"][0]["sent"] == 100
+    assert len(on_time.windows) == 6 and on_time.to_dict()["windows"][0]["sent"] == 50
+
+
+def test_late_sends_that_do_not_move_the_p99_are_not_instability() -> None:
+    """Latency is timed from the scheduled send, so lateness adds to it: 2 % of requests 6 ms
+    late on an 80 ms p99 add < 10 % to it (the figure is the server's), on a 40 ms one > 10 %."""
+    lag = [0.3] * 300
+    for i in range(0, 300, 50):
+        lag[i] = LATE_SEND_MS + 1.0
+    slow = merge_results([_raw(300, lag, served_ms=80.0)], 100.0, 3.0, 1.0)
+    assert slow.late_send_share == pytest.approx(0.02) and slow.stable, slow.unstable_reasons
+    assert slow.extra["lag_added_p99"] < 0.10
+    assert slow.extra["p99_from_send_ms"] == pytest.approx(80.0)
+    fast = merge_results([_raw(300, lag, served_ms=40.0)], 100.0, 3.0, 1.0)
+    assert not fast.stable and "adding" in fast.unstable_reasons[0]
+
+
+def test_a_generator_that_cannot_keep_its_schedule_is_generator_limited() -> None:
+    r = merge_results([_raw(300, [8.0] * 300, send_lag_p50_ms=8.0)], 100.0, 3.0, 1.0)
+    assert r.generator_saturated and not r.stable
+    assert r.extra["reason_kinds"] == ["generator"] and "generator-limited" in r.unstable_reasons[0]
+
+
+def test_generator_processes_fit_the_cores_they_are_pinned_to() -> None:
+    """Two gevent loops on one core wait for each other's time slices: one per core."""
+    assert generator_processes(1500.0, cores=[0]) == 1
+    assert generator_processes(1500.0, cores=[0, 1]) == 2
+    assert generator_processes(300.0, cores=[0, 1]) == 1
+    assert generator_processes(1500.0, 3, cores=[0]) == 3  # an explicit count wins
 
 
 def test_starved_generator_is_flagged() -> None:
     r = merge_results([_raw(300, cpu_s=3.9, wall_s=4.0)], 100.0, 3.0, 1.0)
     assert r.generator_cpu_headroom == pytest.approx(0.025)
     assert not r.stable and any("headroom" in x for x in r.unstable_reasons)
+    # Its own work filled its core: the generator's limit, not other processes'.
+    assert "generator" in r.extra["reason_kinds"] and "starved" not in r.extra["reason_kinds"]
+    assert _unstable_reasons(False, [], 0.0, 0.0, False, 0.05, None, own_headroom=0.6) == [
+        ("starved", "load generator CPU headroom 5% (< 10 %): it was starved")
+    ]
 
 
 def _snap(t, busy, steal, total, pid_ticks) -> CpuSnapshot:
@@ -218,10 +268,13 @@ def test_live_step_reports_stability(tmp_path: Path) -> None:
 
     model = kops.zoo.build("tiny_mlp", tmp_path / "tiny_mlp.onnx")
     spec = stress.DeploymentSpec(model_path=model, batch_size=8, cpu_cores=1, max_queue_delay_ms=1)
-    with LocalDeployer(oversubscribe=True, max_windows=5).deploy(spec) as dep:
+    with LocalDeployer(oversubscribe=True, max_windows=8).deploy(spec) as dep:
         r = dep.open_loop(100, 3.0, warmup_s=0.5)
     d = r.to_dict()
-    assert 3 <= len(d["windows"]) <= 5 and d["windows"][-1]["sent"] == 100
+    # 0.5 s windows of 50 requests at 100 req/s: 6 for the 3 s asked, up to 8 while unstable.
+    assert 6 <= len(d["windows"]) <= 8 and d["windows"][-1]["sent"] == 50
+    kinds = {"aborted", "windows", "late", "generator", "starved", "interference"}
+    assert set(r.extra["reason_kinds"]) <= kinds
     assert math.isfinite(r.throughput_spread) and math.isfinite(r.latency_spread)
     assert 0.0 <= r.late_send_share <= 1.0 and r.generator_cpu_headroom is not None
     assert r.stable == (not r.unstable_reasons)
@@ -230,3 +283,62 @@ def test_live_step_reports_stability(tmp_path: Path) -> None:
     # On a quiet machine with room for the generator the measurement is stable; on a busy one
     # it says why not.
     assert r.stable or all(isinstance(x, str) and x for x in r.unstable_reasons)
+
+
+class _Late(Scripted):
+    """Steps whose only flaw is the generator's lateness (no starvation, no other processes);
+    ``p99_send_ms`` is the failing steps' p99 timed from the actual send."""
+
+    def __init__(self, mu, p99_send_ms, kinds=("late",)) -> None:
+        super().__init__(mu)
+        self.p99_send_ms, self.kinds = p99_send_ms, list(kinds)
+
+    def open_loop(self, rate_rps, duration_s, warmup_s=1.0, abort_p99_ms=None):
+        r = super().open_loop(rate_rps, duration_s, warmup_s, abort_p99_ms)
+        r.stable, r.extra["disturbed"] = False, True
+        r.unstable_reasons = [f"a {k} reason" for k in self.kinds]
+        r.extra["reason_kinds"] = (["aborted"] if r.aborted_early else []) + self.kinds
+        r.extra["p99_from_send_ms"] = self.base_ms if rate_rps <= self.mu else self.p99_send_ms
+        return r
+
+
+def test_lateness_alone_neither_repeats_a_pass_nor_flags_the_capacity() -> None:
+    """A pass despite the generator's lag passes without it; a failure that holds without the
+    lag (p99 from the actual send over the SLO) is the server's."""
+    dep = _Late(1000.0, p99_send_ms=400.0)
+    cap = capacity_search(dep, 50.0, max_steps=5)
+    assert cap.remeasured == 0 and cap.stable and not cap.generator_limited, cap.unstable_reasons
+    assert 900 <= cap.capacity_rps <= 1000
+
+
+def test_a_failure_only_the_generators_lag_explains_is_generator_limited() -> None:
+    dep = _Late(1000.0, p99_send_ms=20.0)  # without the lag, the failing steps met the SLO
+    cap = capacity_search(dep, 50.0, max_steps=5)
+    assert cap.generator_limited and cap.to_dict()["generator_limited"] is True
+    # Such a failure is measured again (its lag may pass); one that holds without it is not.
+    late = dep.open_loop(2000.0, 1.0, abort_p99_ms=50.0)
+    assert needs_remeasure(late, passed=False, probe=False, slo_p99_ms=50.0)
+    late.extra["p99_from_send_ms"] = 400.0
+    assert not needs_remeasure(late, passed=False, probe=False, slo_p99_ms=50.0)
+
+
+def test_a_starved_generator_still_flags_the_capacity() -> None:
+    dep = _Late(1000.0, p99_send_ms=20.0, kinds=("late", "starved"))
+    cap = capacity_search(dep, 50.0, max_steps=5)
+    assert not cap.stable and not cap.generator_limited
+    assert any("was not stable" in r for r in cap.unstable_reasons)
+
+
+def test_a_probe_the_generator_itself_limited_bounds_the_bracket() -> None:
+    """One generator process filling its core serves ~2,000 of a 3,200 req/s probe: that rate
+    bounds what can be measured here, so the bisection stays below it (it went above it, and
+    every step failed on the generator)."""
+    r = stress.LoadResult(
+        target_rps=3200.0, duration_s=1.5, sent=3000, completed=2900, errors=0,
+        throughput_rps=1900.0, p50_ms=200.0, p95_ms=300.0, p99_ms=350.0, max_ms=400.0,
+        error_rate=0.0, generator_saturated=True, stable=False,
+        extra={"offered_rps": 3200.0, "generator_cpu_share": 0.97, "reason_kinds": ["generator"]},
+    )  # fmt: skip
+    assert saturated_rps(r) == 1900.0
+    r.extra["reason_kinds"] = ["generator", "interference"]  # other processes on the cores
+    assert saturated_rps(r) is None

@@ -33,6 +33,7 @@ import stress
 
 from .._deployment import deployment_spec, model_memory_mb
 from .._errors import UserError
+from .._noise import best_floor, could_beat
 from .._space import SearchSpace
 from .._types import Config, Load, Measurement
 from .._variants import VariantError, canonical, variant_file
@@ -88,6 +89,8 @@ class LiveBackend(Backend):
         self._trials = itertools.count(1)
         self.model_variants = {}
         self._dims = dict(deployer_options.get("dims") or {})
+        # The best capacity per dollar measured so far, pessimistically (capacity searches).
+        self._best_rps_per_cost: float | None = None
 
     def spec_for(self, profile: ModelProfile, config: Config, trial: int) -> stress.DeploymentSpec:
         """The deployment of ``config`` for the model behind ``profile`` (the file of its
@@ -116,10 +119,17 @@ class LiveBackend(Backend):
         return trim_space(self.space, refusal, self.name)
 
     def evaluate(self, profile: ModelProfile, config: Config, load: Load) -> Measurement:
-        """One measurement; an unstable one is repeated on a fresh deployment (bounded)."""
+        """One measurement; an unstable one is repeated on a fresh deployment (bounded), unless
+        even its optimistic value cannot beat the best measured so far
+        (:func:`autoconf._noise.could_beat`): then repeating it cannot change the plan."""
         m = self._evaluate_once(profile, config, load)
         attempts = 1
-        while m.ok and m.stable is False and attempts <= self.unstable_retries:
+        while (
+            m.ok
+            and m.stable is False
+            and attempts <= self.unstable_retries
+            and could_beat(m, self._best_rps_per_cost)
+        ):
             log.info("%s: not stable (%s): measuring it again", config.key(), m.unstable_reasons)
             again = self._evaluate_once(profile, config, load)
             attempts += 1
@@ -127,6 +137,8 @@ class LiveBackend(Backend):
                 break
             m = again
         m.attempts = attempts
+        if load is not None and load.target_rps is None:
+            self._best_rps_per_cost = best_floor(m, self._best_rps_per_cost)
         return m
 
     def _evaluate_once(self, profile: ModelProfile, config: Config, load: Load) -> Measurement:
@@ -146,7 +158,8 @@ class LiveBackend(Backend):
                     r = dep.open_loop(load.target_rps, load.duration_s, self.warmup_s)
                     return _measurement(r, cost, time.monotonic() - started)
                 assert load.slo_p99_ms is not None  # checked above: no target load, an SLO
-                step_s = self.capacity_step_s or max(2.0, load.duration_s / 2.0)
+                # Steps sized by the requests they need unless capacity_step_s fixes them.
+                step_s = self.capacity_step_s
                 cap = stress.capacity_search(
                     dep,
                     float(load.slo_p99_ms),
@@ -171,6 +184,7 @@ def _capacity_measurement(cap: stress.CapacityResult, cost: float, wall_s: float
     m.stable = bool(cap.stable)
     m.unstable_reasons = list(cap.unstable_reasons)
     m.extra["remeasured_steps"] = cap.remeasured
+    m.extra["generator_limited"] = cap.generator_limited
     m.extra["capacity_steps"] = [
         {
             "rate_rps": s.target_rps,
