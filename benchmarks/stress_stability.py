@@ -142,9 +142,9 @@ def markdown(res: dict) -> str:
         f"With {res['busy_processes']} busy processes: every run flagged or within 15 % of the "
         f"quiet median: **{res['disturbed_all_honest']}**.",
         "",
-        "The machine is shared with 5-6 other agents working at once: read each run with the load "
-        "average at its start (1/5/15 min); 'quiet' means no busy processes of ours, not an idle "
-        "machine. Steps are sized by requests unless `--step-s` is given.",
+        "The machine may be shared with other work: read each run with the load average at its "
+        "start (1/5/15 min); 'quiet' means no busy processes of ours, not an idle machine. Steps "
+        "are sized by requests unless `--step-s` is given.",
         "",
         "| run | capacity req/s | upper | stable | generator-limited | re-measured | wall s "
         "| load avg | reasons |",
