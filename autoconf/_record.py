@@ -48,6 +48,8 @@ VALIDATIONS = "validations"
 CONFIG = "config"
 READABLE = ("p99_ms", "throughput_rps", "cost_per_hour")
 ERROR = "error"
+#: The study's input dims (``--dim``): its trials are comparable only at the same shapes.
+DIMS = "dims"
 #: A model variant's accuracy against FP32 (``{metric, drop, samples}``, see
 #: :mod:`autoconf._variants`): in the measurement's ``extra`` and, readable, on the trial.
 ACCURACY = "accuracy"
@@ -253,15 +255,29 @@ def has_claim(trial: FrozenTrial) -> bool:
 # -- study-level attrs ------------------------------------------------------------------------
 
 
-def set_target(study: optuna.Study, objective: Objective, space: str, model_sha256: str) -> None:
-    """What the study searches for: its SLO, load, space and model."""
+def set_target(
+    study: optuna.Study,
+    objective: Objective,
+    space: str,
+    model_sha256: str,
+    dims: dict[str, int] | None = None,
+) -> None:
+    """What the study searches for: its SLO, load, space, model and the model's input dims."""
     for key, value in (
         ("slo_p99_ms", objective.slo_p99_ms),
         ("target_rps", objective.target_rps),
         ("space", space),
         ("model_sha256", model_sha256),
+        (DIMS, dict(sorted((dims or {}).items()))),
     ):
         study.set_user_attr(key, value)
+
+
+def dims_of(study: optuna.Study) -> dict[str, int] | None:
+    """The input dims the study's trials were measured at (None: a study from before they were
+    stored)."""
+    value = study.user_attrs.get(DIMS)
+    return dict(value) if isinstance(value, dict) else None
 
 
 def rejected_of(study: optuna.Study) -> set[str]:

@@ -236,6 +236,20 @@ def test_conv_model_is_searched_at_its_named_dims(
     assert seen == [{"batch": 1, "height": 224, "width": 224}]
 
 
+def test_a_study_resumes_only_at_the_dims_it_was_measured_at(
+    conv_model: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    argv = ["search", str(conv_model), "--slo-p99", "50ms", *SEARCH, "--out", str(out)]
+    argv += ["--no-progress", "--dim", "height=224"]
+    assert main([*argv, "--dim", "width=224"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main([*argv, "--dim", "width=320", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "width=224" in err and "width=320" in err
+    assert main([*argv, "--dim", "width=224", "--resume"]) == 0
+
+
 @pytest.mark.parametrize("command", ["search", "kops", "stress"])
 def test_a_mistyped_dim_is_exit_2_listing_the_models_dims(
     conv_model: Path, tmp_path: Path, capsys, command: str

@@ -26,6 +26,7 @@ import kops
 from .. import _input
 from .. import _record as record
 from .._dims import check_dims
+from .._errors import UserError
 from .._objective import Objective
 from .._plan import sha256_of, write_plan
 from .._progress import SearchProgress
@@ -108,7 +109,13 @@ def run_search(opts: SearchOptions) -> SearchResult:
         )
     if opts.resume or opts.join:
         fail_stale_trials(study)
-    record.set_target(study, objective, space.name, sha)
+    stored_dims = record.dims_of(study)
+    if stored_dims is not None and stored_dims != opts.dims:
+        raise UserError(
+            f"study {name!r} was measured at dims {_dims_text(stored_dims)}, not "
+            f"{_dims_text(opts.dims)}: give the same --dim values, or search into a new --out"
+        )
+    record.set_target(study, objective, space.name, sha, opts.dims)
     so = SearchOutput(
         opts, model_path, out, sha, profile, space, objective, sampler_name, name, storage, started
     )
@@ -118,6 +125,10 @@ def run_search(opts: SearchOptions) -> SearchResult:
     rounds = _search(study, so, kb, kb_name)
     so.space_notes += ruled_out_notes(study, searched)
     return _finish(study, so, rounds, kb, kb_name)
+
+
+def _dims_text(dims: dict[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(dims.items())) or "(none)"
 
 
 def _hostable(opts: SearchOptions, space: Any) -> tuple[Any, list[str]]:
