@@ -367,9 +367,9 @@ def run_trials(
             threading.Thread(target=loop.work, args=(evaluators[i],), daemon=True)
             for i in range(workers)
         ]
-        for t in threads:
-            t.start()
-        try:
+        try:  # a Ctrl-C while the workers start stops them too
+            for t in threads:
+                t.start()
             for t in threads:
                 while t.is_alive():
                     t.join(timeout=0.2)
