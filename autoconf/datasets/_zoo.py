@@ -33,7 +33,29 @@ ZOO_MODELS: tuple[tuple[str, str, dict[str, int]], ...] = (
     ("tiny_mlp@l", "tiny_mlp", {"hidden": 1024}),
     ("tiny_cnn@s", "tiny_cnn", {}),
     ("tiny_cnn@l", "tiny_cnn", {"width": 32, "image": 64}),
-)
+    ("unet_like@s", "unet_like", {}),
+    ("unet_like@l", "unet_like", {"width": 32, "levels": 4, "image": 128}),
+    ("convnext_like@s", "convnext_like", {}),
+    ("convnext_like@l", "convnext_like", {"width": 48, "depth": 2, "image": 128}),
+    ("efficientnet_like@s", "efficientnet_like", {}),
+    ("efficientnet_like@l", "efficientnet_like",
+     {"width": 32, "depth": 2, "stages": 7, "image": 128}),
+    ("llama_like@s", "llama_like", {"hidden": 128, "ffn": 344}),
+    ("llama_like@l", "llama_like", {"hidden": 256, "layers": 4, "heads": 8, "ffn": 688}),
+    ("bart_like@s", "bart_like", {"hidden": 128}),
+    ("bart_like@l", "bart_like", {"hidden": 256, "layers": 3}),
+    ("whisper_like@s", "whisper_like", {}),
+    ("whisper_like@l", "whisper_like", {"hidden": 192, "layers": 4, "heads": 6, "frames": 600}),
+    ("deepspeech_like@s", "deepspeech_like", {"hidden": 128}),
+    ("deepspeech_like@l", "deepspeech_like", {"hidden": 256, "layers": 3, "frames": 200}),
+    ("dlrm_like@s", "dlrm_like", {}),
+    ("dlrm_like@l", "dlrm_like", {"tables": 26, "rows": 5000, "dim": 64, "hidden": 256}),
+    ("yolo_like@s", "yolo_like", {}),
+    ("yolo_like@l", "yolo_like", {"width": 32, "image": 256}),
+    ("mixer_like@s", "mixer_like", {}),
+    ("mixer_like@l", "mixer_like",
+     {"hidden": 192, "layers": 4, "image": 128, "token_mlp": 96, "channel_mlp": 768}),
+)  # fmt: skip
 #: Families trained on vs evaluated on for ``sim:zoo/train`` and ``sim:zoo/eval``.
 ZOO_EVAL_FAMILIES = ("mobilenet_like", "gpt2_like", "tiny_cnn")
 #: Perturbed copies: (name, base, FLOPs scale, bytes scale, CPU-time scale).
@@ -49,6 +71,12 @@ ZOO_PERTURBED = (
     ("bert_like@l~x30", "bert_like@l", 30.0, 20.0, 1.0),
     ("vit_like@l~x20", "vit_like@l", 20.0, 15.0, 1.0),
     ("gpt2_like@l~x40", "gpt2_like@l", 40.0, 30.0, 1.0),
+    ("llama_like@l~x40", "llama_like@l", 40.0, 30.0, 1.0),
+    ("unet_like@l~x10", "unet_like@l", 10.0, 8.0, 1.0),
+    ("whisper_like@l~x20", "whisper_like@l", 20.0, 15.0, 1.0),
+    ("yolo_like@l~x10", "yolo_like@l", 10.0, 6.0, 1.0),
+    # a production recommender grows its tables far more than its MLPs
+    ("dlrm_like@l~x30", "dlrm_like@l", 5.0, 30.0, 1.0),
 )
 
 
