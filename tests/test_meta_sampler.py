@@ -317,7 +317,7 @@ def zoo_tables():
     """Built once per session, into the tests' cache dir (``AUTOCONF_CACHE_DIR``, conftest)."""
     from autoconf.datasets import sim_tables, zoo_models
 
-    return sim_tables([m for m in zoo_models() if m.name in ZOO_SUBSET])
+    return sim_tables(zoo_models(ZOO_SUBSET))
 
 
 def feature_correlations(zoo_tables, name, blind=False):

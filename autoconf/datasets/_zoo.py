@@ -4,6 +4,7 @@ their train/eval split, and their cached profiles (assumption 10 of :mod:`autoco
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +106,30 @@ def zoo_profile(
     return profile
 
 
-def zoo_models() -> list[SimModel]:
-    """The simulated zoo: kops profiles of generated models, and perturbed copies of some."""
+def zoo_models(names: Iterable[str] | None = None) -> list[SimModel]:
+    """The simulated zoo: kops profiles of generated models, and perturbed copies of some
+    (only the models ``names`` when given: a generated model is exported only when it or a copy
+    of it is asked for)."""
     import dataclasses
 
-    profiles = {name: zoo_profile(name, family, knobs) for name, family, knobs in ZOO_MODELS}
-    models = {name: SimModel.from_profile(p, name=name) for name, p in profiles.items()}
-    for name, base, f_scale, b_scale, c_scale in ZOO_PERTURBED:
+    wanted = None if names is None else set(names)
+    if wanted is not None:
+        known = {n for n, *_ in ZOO_MODELS} | {n for n, *_ in ZOO_PERTURBED}
+        if wanted - known:
+            raise UserError(f"unknown zoo model(s): {', '.join(sorted(wanted - known))}")
+    perturbed = [p for p in ZOO_PERTURBED if wanted is None or p[0] in wanted]
+    needed = None if wanted is None else wanted | {base for _, base, *_ in perturbed}
+    profiles = {
+        name: zoo_profile(name, family, knobs)
+        for name, family, knobs in ZOO_MODELS
+        if needed is None or name in needed
+    }
+    models = {
+        name: SimModel.from_profile(p, name=name)
+        for name, p in profiles.items()
+        if wanted is None or name in wanted
+    }
+    for name, base, f_scale, b_scale, c_scale in perturbed:
         p = profiles[base]
         scaled = dataclasses.replace(
             p,
