@@ -23,6 +23,8 @@ DEFAULT_SEQUENCE = 128
 
 #: Ops that only forward data (passing through them keeps an input "an index into a table").
 _PASS_THROUGH = {"Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Clip"}
+#: Ops that select some of their input 0's values (a column of a multi-feature id tensor).
+_SELECTIONS = {"Gather", "Slice", "Split", "Transpose", "Expand", "Tile"}
 
 
 @dataclass
@@ -210,7 +212,8 @@ def embedding_vocab(model: onnx.ModelProto) -> dict[str, int]:
     origin: dict[str, str] = {vi.name: vi.name for vi in graph_inputs(graph)}
     vocab: dict[str, int] = {}
     for node in graph.node:  # nodes are topologically sorted in a valid model
-        if node.op_type in _PASS_THROUGH and node.input and node.input[0] in origin:
+        keeps_range = node.op_type in _PASS_THROUGH or node.op_type in _SELECTIONS
+        if keeps_range and node.input and node.input[0] in origin:
             for o in node.output:
                 origin[o] = origin[node.input[0]]
         if node.op_type == "Gather" and len(node.input) == 2:

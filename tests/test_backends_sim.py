@@ -184,3 +184,21 @@ def test_sim_dir_profiles_onnx_models_with_kops(tmp_path):
     assert table.name == "mlp" and len(table.results) == 36
     assert table.features is not None and len(table.features) == len(kops.FEATURE_NAMES)
     assert any(table.objective.feasible(m) for m in table.results.values())
+
+
+def test_zoo_models_builds_only_what_is_asked(monkeypatch):
+    """A subset of the zoo exports only its generated models (a copy needs its base), in zoo
+    order; an unknown name is refused in one line."""
+    from autoconf import UserError
+    from autoconf.datasets import _zoo
+
+    built: list[str] = []
+    real = _zoo.zoo_profile
+    monkeypatch.setattr(
+        _zoo, "zoo_profile", lambda name, *a, **k: built.append(name) or real(name, *a, **k)
+    )
+    models = _zoo.zoo_models(["tiny_mlp@l", "lstm@l~p", "tiny_mlp@s"])
+    assert [m.name for m in models] == ["tiny_mlp@s", "tiny_mlp@l", "lstm@l~p"]
+    assert built == ["lstm@l", "tiny_mlp@s", "tiny_mlp@l"]
+    with pytest.raises(UserError, match="unknown zoo model"):
+        _zoo.zoo_models(["tiny_mlp@xl"])

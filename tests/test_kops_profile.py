@@ -259,6 +259,36 @@ def test_input_signature(zoo_dir):
     assert img.dtype == "float32" and img.shape == ("batch", 3, 32, 32) and img.value_range is None
 
 
+def test_input_signature_of_two_input_models(zoo_dir):
+    """Ids picked out of a multi-feature id input (DLRM's column per table) keep its range."""
+    dense, sparse = kops.input_signature(zoo_dir / "dlrm_like.onnx")
+    assert (dense.dtype, dense.shape, dense.value_range) == ("float32", ("batch", 13), None)
+    assert (sparse.dtype, sparse.shape, sparse.value_range) == ("int64", ("batch", 8), (0, 999))
+    enc, dec = kops.input_signature(zoo_dir / "bart_like.onnx")
+    assert enc.shape == ("batch", "sequence") and dec.shape == ("batch", "decoder_sequence")
+    assert enc.value_range == dec.value_range == (0, 999)
+
+
+def test_profile_of_the_newer_zoo_families(zoo_dir):
+    """Each family's signature operators are counted where they belong, with no warning."""
+    expect = {
+        "unet_like": ("ConvTranspose", "conv"),
+        "yolo_like": ("Resize", "data_movement"),
+        "convnext_like": ("LayerNormalization", "normalization"),
+        "efficientnet_like": ("GlobalAveragePool", "pooling"),
+        "dlrm_like": ("Gather", "embedding"),
+        "deepspeech_like": ("GRU", "recurrent"),
+        "llama_like": ("ReduceMean", "reduction"),
+    }
+    for name, (op, category) in expect.items():
+        prof = kops.profile(zoo_dir / f"{name}.onnx")
+        assert prof.op_types[op].count > 0, name
+        assert prof.category_time_share[category] > 0, name
+        assert not prof.warnings and not prof.unknown_ops, name
+    for name in ("convnext_like", "efficientnet_like"):
+        assert kops.profile(zoo_dir / f"{name}.onnx").category_flops["depthwise_conv"] > 0
+
+
 def test_features_fixed_length_and_similar_for_similar_models(zoo_dir, tmp_path):
     big_bert = kops.profile(kops.zoo.build("bert_like", tmp_path, hidden=128, layers=4, heads=4))
     profs = {n: kops.profile(zoo_dir / f"{n}.onnx") for n in ("bert_like", "resnet_like", "lstm")}

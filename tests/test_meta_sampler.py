@@ -300,7 +300,7 @@ def test_told_trials_from_outside_are_used(direction):
 
 
 #: The two targets (30-40x bigger than their family's training copies) and a history of three
-#: models of other families, small and CPU-bound: 5 of the sim zoo's 26 tables (each takes 10-25 s
+#: models of other families, small and CPU-bound: 5 of the sim zoo's 51 tables (each takes 10-25 s
 #: to simulate on a 2-core machine, idle to busy). Measured on this subset: features 0.88 / 0.95,
 #: the mean 0.13 / 0.23, a size-blind feature prior 0.21 / 0.24.
 ZOO_SUBSET = (
@@ -317,7 +317,7 @@ def zoo_tables():
     """Built once per session, into the tests' cache dir (``AUTOCONF_CACHE_DIR``, conftest)."""
     from autoconf.datasets import sim_tables, zoo_models
 
-    return sim_tables([m for m in zoo_models() if m.name in ZOO_SUBSET])
+    return sim_tables(zoo_models(ZOO_SUBSET))
 
 
 def feature_correlations(zoo_tables, name, blind=False):

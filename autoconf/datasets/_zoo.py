@@ -4,6 +4,7 @@ their train/eval split, and their cached profiles (assumption 10 of :mod:`autoco
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,29 @@ ZOO_MODELS: tuple[tuple[str, str, dict[str, int]], ...] = (
     ("tiny_mlp@l", "tiny_mlp", {"hidden": 1024}),
     ("tiny_cnn@s", "tiny_cnn", {}),
     ("tiny_cnn@l", "tiny_cnn", {"width": 32, "image": 64}),
-)
+    ("unet_like@s", "unet_like", {}),
+    ("unet_like@l", "unet_like", {"width": 32, "levels": 4, "image": 128}),
+    ("convnext_like@s", "convnext_like", {}),
+    ("convnext_like@l", "convnext_like", {"width": 48, "depth": 2, "image": 128}),
+    ("efficientnet_like@s", "efficientnet_like", {}),
+    ("efficientnet_like@l", "efficientnet_like",
+     {"width": 32, "depth": 2, "stages": 7, "image": 128}),
+    ("llama_like@s", "llama_like", {"hidden": 128, "ffn": 344}),
+    ("llama_like@l", "llama_like", {"hidden": 256, "layers": 4, "heads": 8, "ffn": 688}),
+    ("bart_like@s", "bart_like", {"hidden": 128}),
+    ("bart_like@l", "bart_like", {"hidden": 256, "layers": 3}),
+    ("whisper_like@s", "whisper_like", {}),
+    ("whisper_like@l", "whisper_like", {"hidden": 192, "layers": 4, "heads": 6, "frames": 600}),
+    ("deepspeech_like@s", "deepspeech_like", {"hidden": 128}),
+    ("deepspeech_like@l", "deepspeech_like", {"hidden": 256, "layers": 3, "frames": 200}),
+    ("dlrm_like@s", "dlrm_like", {}),
+    ("dlrm_like@l", "dlrm_like", {"tables": 26, "rows": 5000, "dim": 64, "hidden": 256}),
+    ("yolo_like@s", "yolo_like", {}),
+    ("yolo_like@l", "yolo_like", {"width": 32, "image": 256}),
+    ("mixer_like@s", "mixer_like", {}),
+    ("mixer_like@l", "mixer_like",
+     {"hidden": 192, "layers": 4, "image": 128, "token_mlp": 96, "channel_mlp": 768}),
+)  # fmt: skip
 #: Families trained on vs evaluated on for ``sim:zoo/train`` and ``sim:zoo/eval``.
 ZOO_EVAL_FAMILIES = ("mobilenet_like", "gpt2_like", "tiny_cnn")
 #: Perturbed copies: (name, base, FLOPs scale, bytes scale, CPU-time scale).
@@ -49,6 +72,12 @@ ZOO_PERTURBED = (
     ("bert_like@l~x30", "bert_like@l", 30.0, 20.0, 1.0),
     ("vit_like@l~x20", "vit_like@l", 20.0, 15.0, 1.0),
     ("gpt2_like@l~x40", "gpt2_like@l", 40.0, 30.0, 1.0),
+    ("llama_like@l~x40", "llama_like@l", 40.0, 30.0, 1.0),
+    ("unet_like@l~x10", "unet_like@l", 10.0, 8.0, 1.0),
+    ("whisper_like@l~x20", "whisper_like@l", 20.0, 15.0, 1.0),
+    ("yolo_like@l~x10", "yolo_like@l", 10.0, 6.0, 1.0),
+    # a production recommender grows its tables far more than its MLPs
+    ("dlrm_like@l~x30", "dlrm_like@l", 5.0, 30.0, 1.0),
 )
 
 
@@ -77,13 +106,30 @@ def zoo_profile(
     return profile
 
 
-def zoo_models() -> list[SimModel]:
-    """The simulated zoo: kops profiles of generated models, and perturbed copies of some."""
+def zoo_models(names: Iterable[str] | None = None) -> list[SimModel]:
+    """The simulated zoo: kops profiles of generated models, and perturbed copies of some
+    (only the models ``names`` when given: a generated model is exported only when it or a copy
+    of it is asked for)."""
     import dataclasses
 
-    profiles = {name: zoo_profile(name, family, knobs) for name, family, knobs in ZOO_MODELS}
-    models = {name: SimModel.from_profile(p, name=name) for name, p in profiles.items()}
-    for name, base, f_scale, b_scale, c_scale in ZOO_PERTURBED:
+    wanted = None if names is None else set(names)
+    if wanted is not None:
+        known = {n for n, *_ in ZOO_MODELS} | {n for n, *_ in ZOO_PERTURBED}
+        if wanted - known:
+            raise UserError(f"unknown zoo model(s): {', '.join(sorted(wanted - known))}")
+    perturbed = [p for p in ZOO_PERTURBED if wanted is None or p[0] in wanted]
+    needed = None if wanted is None else wanted | {base for _, base, *_ in perturbed}
+    profiles = {
+        name: zoo_profile(name, family, knobs)
+        for name, family, knobs in ZOO_MODELS
+        if needed is None or name in needed
+    }
+    models = {
+        name: SimModel.from_profile(p, name=name)
+        for name, p in profiles.items()
+        if wanted is None or name in wanted
+    }
+    for name, base, f_scale, b_scale, c_scale in perturbed:
         p = profiles[base]
         scaled = dataclasses.replace(
             p,
