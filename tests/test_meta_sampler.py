@@ -299,6 +299,29 @@ def test_told_trials_from_outside_are_used(direction):
     assert Config.from_dict(last.params) == sp.configs()[-1]
 
 
+def test_a_surprise_sends_the_search_to_its_one_knob_neighbours():
+    """No target load, independent residuals: a config measured far above the fit (here the
+    landscape's worst, told 2.0) is measured around first, one knob at a time; without the
+    rule the next suggestion is the prior's best, three knobs away."""
+    sp = space()
+    history = [value_table(f"h{k}", sp, 0.02, 10 + k) for k in range(8)]
+    target = value_table("t", sp, 0.02, 100)
+    far = Config(batch_size=1, gpu_type="V100", replicas=1, cpu_cores=4)
+    surprise = Measurement(ok=True, cost_per_hour=1.0, normalized_rps_per_cost=2.0)
+    sampler = make_sampler("meta", SamplerContext(sp, Objective(), 0, None, history))
+    assert sampler.model.kernel is None  # the history's residuals are independent
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    dists = distributions(sp)
+    study.enqueue_trial(far.to_dict())
+    tell(study, study.ask(fixed_distributions=dists), Objective(), surprise)
+    for _ in range(3):
+        t = study.ask(fixed_distributions=dists)
+        c = Config.from_dict(t.params)
+        differ = [d for d in sp.dimension_names if getattr(c, d) != getattr(far, d)]
+        assert len(differ) == 1, (c, differ)
+        tell(study, t, Objective(), target.results[c])
+
+
 #: The two targets (30-40x bigger than their family's training copies) and a history of three
 #: models of other families, small and CPU-bound: 5 of the sim zoo's 26 tables (each takes 10-25 s
 #: to simulate on a 2-core machine, idle to busy). Measured on this subset: features 0.88 / 0.95,
