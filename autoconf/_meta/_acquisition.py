@@ -48,7 +48,8 @@ def acquisition(posterior: Posterior, state: PosteriorState) -> np.ndarray:
     s = state.sd[model.unit_of]
     ucb = m + UCB_BETA * s
     near = posterior.surprise_neighbourhood(state)
-    if near is not None and (near & free).any():
-        free = free & near
+    if near is not None and (near[free] > 0).any():
+        # next to a surprise first, and next to surprises in more dimensions before that
+        free = free & (near == near[free].max())
     out[free] = ucb[free]
     return out

@@ -152,9 +152,9 @@ class Posterior:
         return None
 
     def surprise_neighbourhood(self, state: PosteriorState) -> np.ndarray | None:
-        """Configs one knob away from a measured config that scored more than ``SURPRISE_Z``
-        residual sds above the surrogate's fit (no target load, independent residuals); None
-        where there is none."""
+        """Per config, in how many dimensions it is one knob away from a measured config that
+        scored more than ``SURPRISE_Z`` residual sds above the surrogate's fit (no target load,
+        independent residuals); None where no measurement is a surprise."""
         model = self.model
         units, ys = [], []
         for i, m in state.measured.items():

@@ -256,7 +256,9 @@ class Surrogate:
         return (y - m[units]) / np.sqrt(self.noise[units])
 
     def neighbours(self, units: np.ndarray) -> np.ndarray:
-        """Mask of the units that differ from one of ``units`` in exactly one dimension."""
+        """Per unit, the number of dimensions in which it is one knob away from one of ``units``
+        (0: none differs from it in exactly one dimension). A unit next to two of them in two
+        dimensions completes their box."""
         if self._codes is None:
             values = [self.space.values(d) for d in self.unit_dims]
             self._codes = np.array(
@@ -266,10 +268,11 @@ class Surrogate:
                 ]
             )
         codes = self._codes
-        out = np.zeros(len(codes), dtype=bool)
+        along = np.zeros(codes.shape, dtype=bool)  # units x dims: one knob away along dim
         for u in np.unique(units):
-            out |= (codes != codes[u]).sum(1) == 1
-        return out
+            differ = codes != codes[u]
+            along |= differ & (differ.sum(1) == 1)[:, None]
+        return along.sum(1)
 
     def _fit_correlated(
         self,
