@@ -156,13 +156,15 @@ class Posterior:
         scored more than ``SURPRISE_Z`` residual sds above the surrogate's fit (no target load,
         independent residuals); None where no measurement is a surprise."""
         model = self.model
-        units, ys = [], []
+        units, ys, obs_var = [], [], []
         for i, m in state.measured.items():
             s = self.score(model.configs[i], m)
             if s is not None:
                 units.append(model.unit_of[i])
                 ys.append(s)
-        z = model.surprise_z(np.array(units, dtype=int), np.array(ys, dtype=float))
+                obs_var.append(self.score_variance(s, m))
+        ov = np.array(obs_var, dtype=float) if any(v > 0 for v in obs_var) else None
+        z = model.surprise_z(np.array(units, dtype=int), np.array(ys, dtype=float), ov)
         if z is None:
             return None
         hot = np.array(units, dtype=int)[objective_sign(self.objective) * z > SURPRISE_Z]

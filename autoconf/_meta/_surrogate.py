@@ -246,14 +246,17 @@ class Surrogate:
             return m, np.sqrt(v)
         return _pin_measured(m, v, units, y, noise, obs_var)
 
-    def surprise_z(self, units: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-        """How many residual sds each observation lies above the fit to all of them (no target
-        load, independent residuals; None elsewhere): what the prior and the main effects did
-        not see coming."""
+    def surprise_z(
+        self, units: np.ndarray, y: np.ndarray, obs_var: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """How many sds (the residual's and a live measurement's own noise, ``obs_var``) each
+        observation lies above the fit to all of them (no target load, independent residuals;
+        None elsewhere): what the prior and the main effects did not see coming."""
         if self.capacity or self.kernel is not None or self.noise is None or not len(units):
             return None
-        m, _ = self.fit(units, y, pin=False)
-        return (y - m[units]) / np.sqrt(self.noise[units])
+        m, _ = self.fit(units, y, obs_var, pin=False)
+        var = self.noise[units] if obs_var is None else self.noise[units] + obs_var
+        return (y - m[units]) / np.sqrt(var)
 
     def neighbours(self, units: np.ndarray) -> np.ndarray:
         """Per unit, the number of dimensions in which it is one knob away from one of ``units``
