@@ -24,7 +24,10 @@ trials, so threads and processes sharing a storage see the same history).
 
 Acquisition:
 
-* without a target load (maximise the score): the upper bound ``mean + 0.3 sd`` (UCB);
+* without a target load (maximise the score): the upper bound ``mean + 0.3 sd`` (UCB), first
+  among the configs one knob away from a *surprise* (a measurement more than 2 residual sds
+  above the fit; only with independent residuals): on the Falcon tables good configs come in
+  blocks that no training table shares, and a surprise is the only sign of one;
 * at a target load (minimise cost): the score is one replica's log capacity at the SLO, modelled
   per *base config* (every dimension but replicas). The replicas a load needs follow from it
   (throughput is about linear in replicas), cost is known in advance, so the acquisition is the

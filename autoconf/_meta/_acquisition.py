@@ -20,7 +20,11 @@ def acquisition(posterior: Posterior, state: PosteriorState) -> np.ndarray:
 
     At a target load: the expected improvement in cost times the probability that the config
     serves the load, except that the cheapest config likely (``FEASIBLE_ENOUGH``) to serve it
-    comes first. Without one: the upper bound ``mean + UCB_BETA * sd``.
+    comes first. Without one: the upper bound ``mean + UCB_BETA * sd``, among the one-knob
+    neighbours of a surprise first (:meth:`Posterior.surprise_neighbourhood`): where the
+    residuals are independent per config, a config far above the fit is the only sign of a
+    block of good configs that the prior and the main effects cannot see (the Falcon tables'
+    hot blocks, e.g. lstm's K80 block).
     """
     free = posterior.free(state)
     out = np.full(len(free), -np.inf)
@@ -42,5 +46,10 @@ def acquisition(posterior: Posterior, state: PosteriorState) -> np.ndarray:
     sign = objective_sign(posterior.objective)
     m = sign * state.mean[model.unit_of]
     s = state.sd[model.unit_of]
-    out[free] = m[free] + UCB_BETA * s[free]
+    ucb = m + UCB_BETA * s
+    near = posterior.surprise_neighbourhood(state)
+    if near is not None and (near[free] > 0).any():
+        # next to a surprise first, and next to surprises in more dimensions before that
+        free = free & (near == near[free].max())
+    out[free] = ucb[free]
     return out

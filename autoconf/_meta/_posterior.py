@@ -20,6 +20,11 @@ from .._space import SearchSpace
 from .._types import Config, Measurement
 from ._surrogate import CAPACITY_FLOOR_RPS, Surrogate
 
+#: A measurement this many residual sds above the surrogate's fit is a surprise whose
+#: neighbours are measured next (no target load): on the Falcon tables the background's noise
+#: never reaches it, the configs of a table's own hot block do.
+SURPRISE_Z = 2.0
+
 
 @dataclass
 class PosteriorState:
@@ -145,6 +150,27 @@ class Posterior:
             if value is not None and value == state.best:
                 return i
         return None
+
+    def surprise_neighbourhood(self, state: PosteriorState) -> np.ndarray | None:
+        """Per config, in how many dimensions it is one knob away from a measured config that
+        scored more than ``SURPRISE_Z`` residual sds above the surrogate's fit (no target load,
+        independent residuals); None where no measurement is a surprise."""
+        model = self.model
+        units, ys, obs_var = [], [], []
+        for i, m in state.measured.items():
+            s = self.score(model.configs[i], m)
+            if s is not None:
+                units.append(model.unit_of[i])
+                ys.append(s)
+                obs_var.append(self.score_variance(s, m))
+        ov = np.array(obs_var, dtype=float) if any(v > 0 for v in obs_var) else None
+        z = model.surprise_z(np.array(units, dtype=int), np.array(ys, dtype=float), ov)
+        if z is None:
+            return None
+        hot = np.array(units, dtype=int)[objective_sign(self.objective) * z > SURPRISE_Z]
+        if not len(hot):
+            return None
+        return model.neighbours(hot)[model.unit_of]
 
     def free(self, state: PosteriorState) -> np.ndarray:
         """Configs neither measured, pending nor ruled out by an out-of-memory (suggestible)."""

@@ -68,6 +68,7 @@ class Surrogate:
                 )
             self.unit_of[i] = units[key]
         self.unit_configs = unit_configs
+        self._codes: np.ndarray | None = None  # units x dims value indices (neighbours)
         self.replicas = np.array([c.replicas for c in self.configs], dtype=float)
         self.cost = np.array([space.cost_per_hour(c) for c in self.configs])
         self._build_features(prior, target_features)
@@ -164,11 +165,17 @@ class Surrogate:
         return np.exp(log_capacity) * replicas / np.maximum(cost, 1e-9)
 
     def fit(
-        self, units: np.ndarray, y: np.ndarray, obs_var: np.ndarray | None = None
+        self,
+        units: np.ndarray,
+        y: np.ndarray,
+        obs_var: np.ndarray | None = None,
+        pin: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and sd of every unit's score given observations ``y`` at ``units``;
         ``obs_var`` is each observation's own noise variance (live measurements,
-        :mod:`autoconf._noise`; ``None``: exact, as tables and the simulator answer)."""
+        :mod:`autoconf._noise`; ``None``: exact, as tables and the simulator answer). ``pin``
+        False leaves the measured units at what the model fits there (independent residuals
+        only): how far a measurement lies from it is its surprise (:meth:`surprise_z`)."""
         U = len(self.mu)
         K = self.D.shape[1]
         has_prior = K > 0
@@ -235,7 +242,40 @@ class Surrogate:
         m = base + Phi @ w
         V = np.linalg.solve(L, Phi.T)
         v = (V**2).sum(0) + noise
+        if not pin:
+            return m, np.sqrt(v)
         return _pin_measured(m, v, units, y, noise, obs_var)
+
+    def surprise_z(
+        self, units: np.ndarray, y: np.ndarray, obs_var: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """How many sds (the residual's and a live measurement's own noise, ``obs_var``) each
+        observation lies above the fit to all of them (no target load, independent residuals;
+        None elsewhere): what the prior and the main effects did not see coming."""
+        if self.capacity or self.kernel is not None or self.noise is None or not len(units):
+            return None
+        m, _ = self.fit(units, y, obs_var, pin=False)
+        var = self.noise[units] if obs_var is None else self.noise[units] + obs_var
+        return (y - m[units]) / np.sqrt(var)
+
+    def neighbours(self, units: np.ndarray) -> np.ndarray:
+        """Per unit, the number of dimensions in which it is one knob away from one of ``units``
+        (0: none differs from it in exactly one dimension). A unit next to two of them in two
+        dimensions completes their box."""
+        if self._codes is None:
+            values = [self.space.values(d) for d in self.unit_dims]
+            self._codes = np.array(
+                [
+                    [v.index(getattr(c, d)) for d, v in zip(self.unit_dims, values)]
+                    for c in self.unit_configs
+                ]
+            )
+        codes = self._codes
+        along = np.zeros(codes.shape, dtype=bool)  # units x dims: one knob away along dim
+        for u in np.unique(units):
+            differ = codes != codes[u]
+            along |= differ & (differ.sum(1) == 1)[:, None]
+        return along.sum(1)
 
     def _fit_correlated(
         self,
