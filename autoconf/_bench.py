@@ -25,7 +25,6 @@ best-so-far curve is continued at the optimum up to the budget.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -238,10 +237,12 @@ def _stats(values: Sequence[int | None], budget: int) -> str:
 
 
 def _median(xs: list[float]) -> float:
-    """The median; the lower middle value when some runs missed (an inf cannot be averaged)."""
-    if any(math.isinf(x) for x in xs):
-        return xs[(len(xs) - 1) // 2]
-    return statistics.median(xs)
+    """The median of sorted counts, a miss being ``inf``: the mean of the two middle values
+    when both are reached, ``inf`` when either is a miss. One rule for every sampler, so that a
+    sampler with misses is not credited the lower middle value while one without is averaged."""
+    n = len(xs)
+    lo, hi = xs[(n - 1) // 2], xs[n // 2]
+    return math.inf if math.isinf(hi) else (lo + hi) / 2
 
 
 def summarize(records: list[BenchRecord]) -> str:

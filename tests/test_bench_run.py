@@ -153,3 +153,17 @@ def test_served_optimum_skips_a_config_that_passes_only_by_noise(tables):
     # tables without capacities (Falcon's) have none
     no_cap = {c: dataclasses.replace(m, capacity_rps=None) for c, m in table.results.items()}
     assert served_optimum_of(dataclasses.replace(table, results=no_cap)) is None
+
+
+def test_median_is_one_rule_with_or_without_misses():
+    """Misses (inf) do not switch the median to the lower middle value: a sampler that misses
+    some runs is not credited 8 where one that reaches every run is averaged to 9."""
+    import math
+
+    from autoconf._bench import _median
+
+    inf = math.inf
+    assert _median([1, 8, 10, 12]) == 9
+    assert _median([1, 8, 10, inf]) == 9
+    assert _median([1, 8, inf, inf]) == inf
+    assert _median([1, 2, 3]) == 2 and _median([1, inf, inf]) == inf
