@@ -27,7 +27,9 @@ from autoconf.samplers import SamplerContext, make_sampler
 def time_asks(table, history, objective, n_obs: int, repeats: int) -> list[float]:
     import random
 
-    ctx = SamplerContext(table.space, objective, 0, None, history)
+    # the target's kops features, as a search has them: the feature prediction is a basis and a
+    # candidate prior mean of the surrogate
+    ctx = SamplerContext(table.space, objective, 0, table.features, history)
     sampler = make_sampler("meta", ctx)
     study = optuna.create_study(
         direction=objective.direction, sampler=optuna.samplers.RandomSampler(0)

@@ -405,3 +405,44 @@ def test_falcon_optimum_outside_the_prior_is_found_through_a_surprise():
     _, log = search(target, history, 200)
     found = evals_to_optimum(target, log)
     assert found is not None and found <= 180
+
+
+def first_measurement_errors(zoo_tables, name, draws=5):
+    """Median over ``draws`` random single measurements (base configs above the capacity floor)
+    of the surrogate's rmse in log capacity on the target's other such base configs."""
+    from autoconf._bench import group_of
+
+    target = next(t for t in zoo_tables if t.name == name)
+    history = [t for t in zoo_tables if group_of(t.name) != group_of(name)]
+    context = SamplerContext(target.space, target.objective, 0, target.features, history)
+    model = make_sampler("meta", context).model
+    truth = np.full(len(model.unit_configs), np.nan)
+    for c, m in target.results.items():
+        if c.replicas == 1 and m.ok and m.capacity_rps and m.capacity_rps > math.exp(0.5):
+            truth[model.unit_of[model.index[c]]] = math.log(m.capacity_rps)
+    known = np.flatnonzero(np.isfinite(truth))
+    rng = np.random.default_rng(0)
+    rmse = []
+    for _ in range(draws):
+        obs = rng.choice(known, 1)
+        mean, _ = model.fit(obs, truth[obs])
+        rest = np.setdiff1d(known, obs)
+        rmse.append(float(np.sqrt(np.mean((mean[rest] - truth[rest]) ** 2))))
+    return float(np.median(rmse))
+
+
+@pytest.mark.timeout(900)
+def test_one_measurement_of_a_far_bigger_target_follows_its_features(zoo_tables):
+    """A held-out target 30x bigger than its history (bert_like@l~x30): after one measurement
+    the surrogate's prior mean moves to the kops-feature prediction (the measurement is likelier
+    under it than under the history's mean), and its error on the other base configs halves
+    (measured 1.36 in log capacity; with the history's mean as the prior mean 2.98)."""
+    assert first_measurement_errors(zoo_tables, "bert_like@l~x30") < 2.0
+
+
+@pytest.mark.timeout(900)
+def test_a_target_like_its_history_keeps_the_history_mean(zoo_tables):
+    """Where the history's mean explains the first measurement better than the features do
+    (vit_like@l: measured 0.97, as with the history's mean alone; the feature prediction as the
+    prior mean would give 1.91), it stays the prior mean."""
+    assert first_measurement_errors(zoo_tables, "vit_like@l") < 1.3

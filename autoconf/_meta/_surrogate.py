@@ -32,6 +32,10 @@ LEVEL_INFLATIONS = (1.0, 4.0, 16.0, 64.0)
 #: Prior variance of the coefficient on the feature prediction (1: the target may follow it
 #: fully, or not at all).
 FEATURE_PREDICTION_VARIANCE = 1.0
+#: At a target load, the candidate prior means of the surrogate: the training models' mean moved
+#: this far towards the kops-feature prediction (0: the mean; 1: the feature prediction); the
+#: target's own measurements choose one by their evidence.
+FEATURE_BASES = (0.0, 0.5, 1.0)
 #: Lower bound of the residual kernel's variance scale calibrated on the target's own
 #: leave-one-out errors (measured units cluster, so their errors understate the others').
 LOO_SCALE_MIN = 0.05
@@ -149,12 +153,17 @@ class Surrogate:
         #: what the target's kops features predict (centred), a basis of the surrogate; None
         #: without features
         self.from_features = None
+        #: candidate prior means of every unit's score (the training models' mean, and at a
+        #: target load the same moved towards the feature prediction): the evidence picks one
+        self.bases = [mu]
         if use_prior:
             pred = prior.predict_from_features(self.space, self.unit_configs, target_features)
             if pred is not None and converted:
                 pred = self._value_of_log_capacity(pred)
             if pred is not None:
                 self.from_features = pred - pred.mean()
+                if self.capacity:
+                    self.bases = [mu + f * (pred - mu) for f in FEATURE_BASES]
         self.noise = noise  # None: estimated from the target's observations
 
     def _value_of_log_capacity(self, log_capacity: np.ndarray) -> np.ndarray:
@@ -292,7 +301,6 @@ class Surrogate:
         knobs. Function-space form, so the cost is linear in the number of units."""
         assert self.kernel is not None  # fit() comes here only with a kernel
         U = len(base)
-        r = y - base[units]
         sd = np.sqrt(noise)
         Kuo = self.kernel.cross(np.arange(U), units) * sd[:, None] * sd[units][None, :]
         Koo = Kuo[units]
@@ -300,8 +308,15 @@ class Surrogate:
         own = nugget * np.eye(len(units))
         if obs_var is not None:
             own = own + np.diag(obs_var)
+        # the prior mean (and the level's spread) the target's observations are likeliest under
+        best_ll, inflation = -np.inf, 1.0
+        for candidate in self.bases:
+            f, ll = _level_evidence(Phi[units], y - candidate[units], var, Koo + own)
+            if ll > best_ll + 1e-9:
+                best_ll, inflation, base = ll, f, candidate
+        r = y - base[units]
         var = var.copy()
-        var[0] *= _level_inflation(Phi[units], r, var, Koo + own)
+        var[0] *= inflation
         cross = (Phi * var) @ Phi[units].T + Kuo  # U x n
         C = cross[units] + own
         L = np.linalg.cholesky(C)
@@ -346,9 +361,16 @@ def _level_inflation(P: np.ndarray, r: np.ndarray, var: np.ndarray, resid_cov: n
     target's residuals (type-II maximum likelihood over LEVEL_INFLATIONS): the level's spread
     across training models is the default, but a target far outside it (every config 3x faster
     than any training model) widens it, so its first measurements move every prediction."""
+    return _level_evidence(P, r, var, resid_cov)[0]
+
+
+def _level_evidence(
+    P: np.ndarray, r: np.ndarray, var: np.ndarray, resid_cov: np.ndarray
+) -> tuple[float, float]:
+    """:func:`_level_inflation`'s factor and the log evidence of ``r`` under it."""
     n = len(r)
     if n == 0:
-        return 1.0
+        return 1.0, 0.0
     base = (P[:, 1:] * var[1:]) @ P[:, 1:].T + resid_cov
     ones = P[:, 0:1] @ P[:, 0:1].T
     best, best_ll = 1.0, -np.inf
@@ -360,7 +382,7 @@ def _level_inflation(P: np.ndarray, r: np.ndarray, var: np.ndarray, resid_cov: n
         ll = -0.5 * (logdet + r @ np.linalg.solve(C, r))
         if ll > best_ll + 1e-9:
             best, best_ll = f, ll
-    return best
+    return best, best_ll
 
 
 def _onehots(space: SearchSpace, dims: list[str], configs: list[Config]) -> np.ndarray:
