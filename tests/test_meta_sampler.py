@@ -446,3 +446,29 @@ def test_a_target_like_its_history_keeps_the_history_mean(zoo_tables):
     (vit_like@l: measured 0.97, as with the history's mean alone; the feature prediction as the
     prior mean would give 1.91), it stays the prior mean."""
     assert first_measurement_errors(zoo_tables, "vit_like@l") < 1.3
+
+
+def test_at_a_target_load_a_likelier_config_beats_a_cheaper_long_shot():
+    """Plain constrained EI would measure the cheaper config (gain 1.0 x P 0.3 = 0.30 against
+    0.5 x 0.45 = 0.225); weighing P twice (FEASIBILITY_POWER) measures the one likelier to serve
+    the load (0.09 against 0.10). A stand-in posterior: only the arithmetic is under test."""
+    from types import SimpleNamespace
+
+    from autoconf._meta import _acquisition
+
+    p = np.array([0.3, 0.45, 0.0])
+    cost = np.array([1.0, 1.5, 3.0])
+    posterior = SimpleNamespace(
+        model=SimpleNamespace(capacity=True, cost=cost),
+        feasibility=lambda state: p,
+        free=lambda state: np.array([True, True, False]),
+    )
+    state = SimpleNamespace(best=2.0)
+    assert _acquisition.FEASIBILITY_POWER == 2.0
+    assert int(np.argmax(_acquisition.acquisition(posterior, state))) == 1
+    old = _acquisition.FEASIBILITY_POWER
+    try:
+        _acquisition.FEASIBILITY_POWER = 1.0
+        assert int(np.argmax(_acquisition.acquisition(posterior, state))) == 0
+    finally:
+        _acquisition.FEASIBILITY_POWER = old
