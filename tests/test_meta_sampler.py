@@ -472,3 +472,38 @@ def test_at_a_target_load_a_likelier_config_beats_a_cheaper_long_shot():
         assert int(np.argmax(_acquisition.acquisition(posterior, state))) == 0
     finally:
         _acquisition.FEASIBILITY_POWER = old
+
+
+def test_without_a_prior_the_stopping_rule_waits_for_its_main_effects(monkeypatch):
+    """A search with no knowledge and no target load on gpu-default: the plain BO's posterior is
+    confident after one config (it stopped there at 4-45 % of the optimum), so the rule waits
+    until it has measured as many configs as its main-effects model has parameters."""
+    from autoconf._search._sampler import searched_space
+    from autoconf._simulator import SimModel, simulate_configs
+    from autoconf._space import load_space
+    from autoconf._types import Load
+    from autoconf.datasets import zoo_profile
+    from autoconf.stopping import _posterior as rule_module
+
+    model = SimModel.from_profile(zoo_profile("tiny_mlp@s", "tiny_mlp", {}))
+    objective = Objective(slo_p99_ms=50.0)
+    sp, _ = searched_space(load_space("gpu-default"), objective)
+
+    def evaluate(config):
+        return simulate_configs(model, sp, [config], Load(slo_p99_ms=50.0))[0]
+
+    def run() -> tuple[int, int]:
+        sampler = make_sampler("meta", SamplerContext(sp, objective, 0, None, []))
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        rule = make_stopping_rule("meta", StoppingContext(objective, sampler))
+        need = rule.min_measured_without_prior
+        log = run_trials(study, sp, objective, evaluate, 25, should_stop=rule)
+        return len(log.evaluations), need
+
+    done, need = run()
+    assert need >= 10 and done >= need
+    monkeypatch.setattr(
+        rule_module.PosteriorStoppingRule, "min_measured_without_prior", property(lambda s: 0)
+    )
+    unguarded, _ = run()
+    assert unguarded < need  # what the guard prevents

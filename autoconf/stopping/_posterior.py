@@ -43,12 +43,26 @@ class PosteriorStoppingRule(StoppingRule):
         if S is not None and S.shape[0] >= 3 and not model.capacity:
             self.states = pseudo_search_states(S, objective_sign(posterior.objective))
 
+    @property
+    def min_measured_without_prior(self) -> int:
+        """Configs measured before a search without a prior may stop: one more than the
+        parameters of its main-effects model (each searched dimension's values but one).
+        Without training models nothing calibrates its uncertainty, and below that count the
+        fit is confident about effects it has not seen (it stopped after 3 configs at 19-32 %
+        of the optimum, results/search/no_qps_prior.md)."""
+        model = self.posterior.model
+        return 1 + sum(max(len(model.space.values(d)) - 1, 0) for d in model.unit_dims)
+
     def should_terminate(self, study: optuna.Study) -> bool:
         """True when the remaining expected improvement is negligible and the incumbent is
-        within 5% of the optimum with confidence >= STOP_CONFIDENCE."""
+        within 5% of the optimum with confidence >= STOP_CONFIDENCE (and, without a prior,
+        after :attr:`min_measured_without_prior` configs)."""
         state = self.posterior.state(study)
         best = state.best
         if best is None:
+            return False
+        no_prior = self.posterior.model.prior_matrix is None
+        if no_prior and len(state.measured) < self.min_measured_without_prior:
             return False
         if self.expected_improvement(state) > STOP_EI_FRACTION * abs(best):
             return False
