@@ -82,32 +82,39 @@ class Posterior:
         pending -= set(measured)
         return self._fit(measured, pending)
 
-    def _fit(self, measured: dict[int, Measurement], pending: set[int]) -> PosteriorState:
+    def observations(
+        self, measured: dict[int, Measurement]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """What the surrogate regresses on: the units of the measured configs, their scores, and
+        each one's own noise variance (None when every answer is exact: tables, simulator)."""
         model = self.model
         units, ys, obs_var = [], [], []
-        best = None
-        implied = ImpliedFailures.of(
-            model.space, ((-1, model.configs[i], m) for i, m in measured.items())
-        )
-        ruled_out = implied.mask(self.arrays) if implied else np.zeros(len(model.configs), bool)
         for i, m in measured.items():
             if model.capacity and not m.ok:
                 # a failed deployment is not a capacity to regress on (it would drag every
                 # unit sharing its batch size or GPU down); the units an out-of-memory rules
-                # out are marked failed below, a crash or timeout implies nothing
+                # out are marked failed in _fit, a crash or timeout implies nothing
                 continue
             s = self.score(model.configs[i], m)
             if s is not None:
                 units.append(model.unit_of[i])
                 ys.append(s)
                 obs_var.append(self.score_variance(s, m))
+        ov = np.array(obs_var, dtype=float) if any(v > 0 for v in obs_var) else None
+        return np.array(units, dtype=int), np.array(ys, dtype=float), ov
+
+    def _fit(self, measured: dict[int, Measurement], pending: set[int]) -> PosteriorState:
+        model = self.model
+        implied = ImpliedFailures.of(
+            model.space, ((-1, model.configs[i], m) for i, m in measured.items())
+        )
+        ruled_out = implied.mask(self.arrays) if implied else np.zeros(len(model.configs), bool)
+        best = None
+        for m in measured.values():
             value = self.objective.value(m)
             if value is not None and (best is None or self.objective.better(value, best)):
                 best = value
-        units_a = np.array(units, dtype=int)
-        y_a = np.array(ys, dtype=float)
-        # each live measurement's own noise (None when every answer is exact: tables, simulator)
-        ov = np.array(obs_var, dtype=float) if any(v > 0 for v in obs_var) else None
+        units_a, y_a, ov = self.observations(measured)
         mean, sd = model.fit(units_a, y_a, ov)
         if pending:  # constant liar: pending configs told their posterior mean
             pu = np.array([model.unit_of[i] for i in pending], dtype=int)
@@ -156,18 +163,11 @@ class Posterior:
         scored more than ``SURPRISE_Z`` residual sds above the surrogate's fit (no target load,
         independent residuals); None where no measurement is a surprise."""
         model = self.model
-        units, ys, obs_var = [], [], []
-        for i, m in state.measured.items():
-            s = self.score(model.configs[i], m)
-            if s is not None:
-                units.append(model.unit_of[i])
-                ys.append(s)
-                obs_var.append(self.score_variance(s, m))
-        ov = np.array(obs_var, dtype=float) if any(v > 0 for v in obs_var) else None
-        z = model.surprise_z(np.array(units, dtype=int), np.array(ys, dtype=float), ov)
+        units, ys, ov = self.observations(state.measured)
+        z = model.surprise_z(units, ys, ov)
         if z is None:
             return None
-        hot = np.array(units, dtype=int)[objective_sign(self.objective) * z > SURPRISE_Z]
+        hot = units[objective_sign(self.objective) * z > SURPRISE_Z]
         if not len(hot):
             return None
         return model.neighbours(hot)[model.unit_of]
