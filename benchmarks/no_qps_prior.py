@@ -21,13 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import optuna
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from oom_repeats import _build  # noqa: E402
+from oom_repeats import _build, load_run_study, sim_search_argv  # noqa: E402
 
 import kops  # noqa: E402
 from autoconf import Load, Objective, load_space  # noqa: E402
@@ -49,34 +47,11 @@ def _optimum(model: Path) -> float:
 
 
 def _run(model: Path, out: Path, seed: int, knowledge: str) -> list[float]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "autoconf.cli",
-        "search",
-        str(model),
-        "--slo-p99",
-        f"{SLO_MS:g}ms",
-        "--space",
-        "gpu-default",
-        "--backend",
-        "sim",
-        "--budget",
-        str(BUDGET),
-        "--seed",
-        str(seed),
-        "--knowledge",
-        knowledge,
-        "--quiet",
-        "--out",
-        str(out),
-    ]
+    cmd = sim_search_argv(model, out, f"{SLO_MS:g}ms", BUDGET, seed, knowledge)
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(cmd)}: {done.stderr.strip()[-500:]}")
-    storage = f"sqlite:///{out / 'study.db'}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    study = load_run_study(out)
     objective = Objective(slo_p99_ms=SLO_MS)
     return [v or 0.0 for v in (objective.value(m) for _, m in record.measured_trials(study))]
 

@@ -76,29 +76,26 @@ def _base_tree(commit: str, into: Path) -> Path:
     return into
 
 
+def sim_search_argv(
+    model: Path, out: Path, slo: str, budget: int, seed: int, knowledge: str = "none"
+) -> list[str]:
+    """``autoconf search`` of ``model`` on the sim backend and gpu-default, quiet, into ``out``."""
+    return [
+        sys.executable, "-m", "autoconf.cli", "search", str(model), "--slo-p99", slo,
+        "--space", "gpu-default", "--backend", "sim", "--budget", str(budget),
+        "--seed", str(seed), "--knowledge", knowledge, "--quiet", "--out", str(out),
+    ]  # fmt: skip
+
+
+def load_run_study(out: Path) -> optuna.Study:
+    """The one study a search run wrote to ``out/study.db``."""
+    storage = f"sqlite:///{out / 'study.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
 def _search(code: Path, model: Path, out: Path, budget: int, seed: int, resume: bool) -> float:
-    cmd = [
-        sys.executable,
-        "-m",
-        "autoconf.cli",
-        "search",
-        str(model),
-        "--slo-p99",
-        SLO,
-        "--space",
-        "gpu-default",
-        "--backend",
-        "sim",
-        "--budget",
-        str(budget),
-        "--seed",
-        str(seed),
-        "--knowledge",
-        "none",
-        "--quiet",
-        "--out",
-        str(out),
-    ] + (["--resume"] if resume else [])
+    cmd = sim_search_argv(model, out, SLO, budget, seed) + (["--resume"] if resume else [])
     env = {**os.environ, "PYTHONPATH": str(code)}
     started = time.monotonic()
     # run in the code's folder: ``python -m`` puts the working directory first on sys.path
@@ -111,9 +108,7 @@ def _search(code: Path, model: Path, out: Path, budget: int, seed: int, resume: 
 def _count(out: Path, first_n: int) -> dict:
     """What the study holds: per phase (search, resume) the measured, OOM, repeated and implied
     OOM trials."""
-    storage = f"sqlite:///{out / 'study.db'}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    study = load_run_study(out)
     space = load_space("gpu-default")
     implied = ImpliedFailures(space)
     oom_bases: set[tuple] = set()
@@ -175,7 +170,7 @@ def main() -> int:
                 for seed in args.seeds:
                     out = Path(tmp) / f"{version}-{name}-{seed}"
                     wall = _search(code, models[name], out, BUDGETS[0], seed, resume=False)
-                    first = len(record.measured_trials(_load(out)))
+                    first = len(record.measured_trials(load_run_study(out)))
                     wall += _search(code, models[name], out, BUDGETS[1], seed, resume=True)
                     row = {
                         "version": version,
@@ -205,12 +200,6 @@ def main() -> int:
     (args.out / "oom_repeats.md").write_text(_markdown(result))
     print(json.dumps(result["totals"], indent=1))
     return 0
-
-
-def _load(out: Path) -> optuna.Study:
-    storage = f"sqlite:///{out / 'study.db'}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
 KEYS = ("measured", "oom", "repeated_oom", "implied_oom")
