@@ -15,11 +15,11 @@ models' mean (``mu``) and the kops-feature regression (``g``), each shifted to t
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
 import numpy as np
 import optuna
+from _output import emit_json
 
 from autoconf._bench import group_of
 from autoconf.datasets import zoo_tables
@@ -96,11 +96,7 @@ def main() -> None:
             "mu_shifted_rmse_median": round(float(np.median(a[:, 2])), 3),
             "g_shifted_rmse_median": round(float(np.median(a[:, 3])), 3),
         }
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit_json(out, args.out)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ full surrogate refit + acquisition over every config). Both objectives: cost at 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
 
 import optuna
+from _output import emit_json
 
 from autoconf import Objective
 from autoconf._record import distributions, tell
@@ -76,11 +76,7 @@ def main() -> None:
             "repeats": len(ts),
         }
     out["load_avg_1m_after"] = os.getloadavg()[0]
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit_json(out, args.out)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ few measurements. Compare with ``benchmarks/meta_prediction.py`` (the surrogate 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
 import numpy as np
+from _output import emit_json
 
 from autoconf.datasets import zoo_tables
 
@@ -86,11 +86,7 @@ def main() -> None:
         "tables_under_0.3": int((rmse < 0.3).sum()),
         "tables": rows,
     }
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit_json(out, args.out)
 
 
 if __name__ == "__main__":
