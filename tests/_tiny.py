@@ -1,8 +1,13 @@
-"""A tiny GPU space and two simulated models shared by the sim and bench tests."""
+"""A tiny GPU space and two simulated models shared by the sim and bench tests, and the small
+ONNX graphs several tests build without torch."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from autoconf import load_space
 from autoconf._simulator import SimModel
@@ -48,3 +53,39 @@ def tiny_space(tmp_path: Path):
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_SPACE)
     return load_space(path)
+
+
+def save_graph(graph: onnx.GraphProto, path: Path) -> Path:
+    """Write ``graph`` as an opset-17 model to ``path``."""
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def matmul_onnx(path: Path, n_in: int, n_out: int, seed: int = 0) -> Path:
+    """``y = x @ W`` with random ``W`` (``n_in`` x ``n_out``), a dynamic batch axis."""
+    w = np.random.default_rng(seed).standard_normal((n_in, n_out)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        path.stem,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n_out])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    return save_graph(graph, path)
+
+
+def conv_relu_onnx(path: Path, weight: np.ndarray, spatial: tuple[str, str]) -> Path:
+    """A 3x3 convolution (``weight``: out x 3 x 3 x 3) and a ReLU over ``batch, 3, *spatial``
+    inputs: dynamic spatial dims with no default, which kops cannot guess."""
+    out = weight.shape[0]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        path.stem,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, *spatial])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", out, *spatial])],
+        [numpy_helper.from_array(weight.astype(np.float32), "w")],
+    )
+    return save_graph(graph, path)

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import yaml
+from _tiny import conv_relu_onnx, save_graph
 from onnx import TensorProto, helper, numpy_helper
 
 import stress
@@ -50,8 +50,7 @@ def big_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", widths[-1]])],
         inits,
     )
-    path = tmp_path_factory.mktemp("big") / "unseen_mlp.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    path = save_graph(graph, tmp_path_factory.mktemp("big") / "unseen_mlp.onnx")
     assert 60e6 < path.stat().st_size < 75e6
     return path
 
@@ -60,20 +59,8 @@ def big_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def conv_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A conv model whose dynamic dims are ``batch, 3, height, width`` (no default for the
     last two: kops cannot guess an image size)."""
-    w = numpy_helper.from_array(np.ones((8, 3, 3, 3), dtype=np.float32) * 0.01, "w")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-            helper.make_node("Relu", ["c"], ["y"]),
-        ],
-        "conv_hw",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8, "height", "width"])],
-        [w],
-    )
     path = tmp_path_factory.mktemp("conv") / "conv_hw.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+    return conv_relu_onnx(path, np.full((8, 3, 3, 3), 0.01), ("height", "width"))
 
 
 def _docs(out: Path) -> list[dict]:

@@ -8,10 +8,8 @@ import base64
 import types
 from pathlib import Path
 
-import numpy as np
-import onnx
 import yaml
-from onnx import TensorProto, helper, numpy_helper
+from _tiny import matmul_onnx
 
 from autoconf import Config
 from autoconf._notation import LEGEND, short
@@ -36,18 +34,7 @@ pricing: {cpu_core_per_hour: 0.0447}
 
 def _mlp(path: Path, seed: int) -> Path:
     """A tiny MLP (small enough to embed in a ConfigMap)."""
-    w = numpy_helper.from_array(
-        np.random.default_rng(seed).standard_normal((16, 4)).astype(np.float32), "w"
-    )
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
-        [w],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+    return matmul_onnx(path, 16, 4, seed)
 
 
 def test_the_notation_names_a_variant_and_the_legend_says_so() -> None:

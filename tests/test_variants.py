@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 import optuna
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from _tiny import conv_relu_onnx, matmul_onnx
+from onnx import TensorProto
 
 import kops
 from autoconf import _variants, cli
@@ -31,18 +32,7 @@ def mlp(tmp_path_factory):
 @pytest.fixture(scope="module")
 def regressor(tmp_path_factory):
     """A linear regressor: ``y = x @ W`` with a single output column (not class logits)."""
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((32, 1)).astype(np.float32), "w")
-    g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "reg",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 32])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
-        [w],
-    )
-    path = tmp_path_factory.mktemp("reg") / "reg.onnx"
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+    return matmul_onnx(tmp_path_factory.mktemp("reg") / "reg.onnx", 32, 1)
 
 
 def _ops(path):
@@ -78,21 +68,8 @@ def test_variants_are_built_with_ort_tools_and_cached(mlp, tmp_path, monkeypatch
 def test_conv_models_are_quantized_statically(tmp_path, monkeypatch):
     """A conv model gets static QOperator INT8 (QLinearConv), calibrated on sample inputs."""
     monkeypatch.setenv("AUTOCONF_CACHE_DIR", str(tmp_path / "cache"))
-    w = numpy_helper.from_array(
-        np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w"
-    )
-    g = helper.make_graph(
-        [
-            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-            helper.make_node("Relu", ["c"], ["y"]),
-        ],
-        "conv",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, "h", "w"])],
-        [w],
-    )
-    path = tmp_path / "conv.onnx"
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    weight = np.random.default_rng(0).standard_normal((4, 3, 3, 3))
+    path = conv_relu_onnx(tmp_path / "conv.onnx", weight, ("h", "w"))
     with pytest.raises(UserError, match="--dim h=N"):
         _variants.generated_samples(path, {})
     dims = {"h": 8, "w": 8}
