@@ -7,7 +7,8 @@
 - A child (model server, load generator) calls :func:`bind_to_parent` first thing: Linux sends
   it SIGTERM when the deployer dies (``PR_SET_PDEATHSIG``), and a watchdog thread polling its
   parent pid (the fallback where ``prctl`` is missing, and the cleanup either way) sweeps the
-  dead deployer's run folder and exits the child within :data:`POLL_S`.
+  dead deployer's run folder and exits the child within :data:`POLL_S`; a child that exits on
+  that SIGTERM first sweeps at exit.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def bind_to_parent(parent_pid: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent_pid:
         _orphaned()
+    # a child that ends on the SIGTERM of its dying deployer (before its watchdog's next poll)
+    # sweeps too: the last one out removes what a sibling still wrote while the first swept
+    atexit.register(lambda: os.getppid() != parent_pid and sweep_stale())
     _start_thread(lambda sleep: _watch(parent_pid, sleep))
 
 
