@@ -242,6 +242,75 @@ def test_measured_units_predict_the_same_knobs_on_other_gpus():
     assert errors["kernel"] < 0.5 * errors["independent"], errors
 
 
+def test_a_measured_batch_trend_extrapolates_to_larger_batches(monkeypatch):
+    """Training models whose capacity is about flat in batch size, a target whose capacity
+    doubles with every doubling of it (memory-bound, like a recommender's embedding lookups):
+    after batch sizes 1-8 on the T4 are measured, the rise from batch 8 to 32 on every GPU is
+    predicted closer to the truth with the log trend than with one-hot effects alone (the
+    trend's prior variance at zero), which cannot extrapolate past the measured values."""
+    import autoconf._meta._surrogate as surrogate
+
+    sp = space(replicas=(1, 2), batch=(1, 2, 4, 8, 16, 32))
+    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
+    rng = np.random.default_rng(3)
+    history = []
+    for k in range(8):
+        slope = 0.3 * float(rng.standard_normal())  # each model's own mild trend in batch size
+        factors = {(b, c): b ** (slope - 0.5) for b in (1, 2, 4, 8, 16, 32) for c in (1, 2, 4)}
+        per_gpu = {g: r * float(np.exp(0.3 * rng.standard_normal())) for g, r in rates.items()}
+        history.append(capacity_table(f"h{k}", sp, per_gpu, 100.0, factors))
+    rising = {(b, k): math.sqrt(b) for b in (1, 2, 4, 8, 16, 32) for k in (1, 2, 4)}
+    target = capacity_table("t", sp, rates, 100.0, rising)
+    error = {}
+    for trend_variance in (1.0, 0.0):
+        monkeypatch.setattr(surrogate, "TREND_VARIANCE", trend_variance)
+        context = SamplerContext(sp, target.objective, 0, None, history)
+        model = make_sampler("meta", context).model
+        unit = {
+            (c.gpu_type, c.batch_size, c.cpu_cores): u for u, c in enumerate(model.unit_configs)
+        }
+        measured = np.array([unit["T4", b, 2] for b in (1, 2, 4, 8)])
+        truth = np.array(
+            [math.log(target.results[c].capacity_rps / c.replicas) for c in model.unit_configs]
+        )
+        mean, _ = model.fit(measured, truth[measured])
+        rise = np.array([mean[unit[g, 32, 2]] - mean[unit[g, 8, 2]] for g in rates])
+        error[trend_variance] = float(np.abs(rise - math.log(4)).max())
+    assert error[1.0] < 0.75 * error[0.0], error
+
+
+def test_a_target_whose_knobs_barely_matter_narrows_its_siblings(monkeypatch):
+    """Training models with a strong (batch size x cores) interaction of their own, a target
+    with none: once five of its T4 units are measured, the residual and main-effect scales its
+    evidence chooses narrow the four unmeasured T4 units' spread below what the history's
+    scales give (the grid's measured share: ~0.8), and the truth stays inside two of the
+    narrower sds. Summed over three random histories."""
+    import autoconf._meta._surrogate as surrogate
+
+    sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
+    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
+    target = capacity_table("t", sp, rates, 100.0)
+    spread = {(0.3, 1.0): 0.0, (1.0,): 0.0}
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        history = [capacity_table(f"h{k}", sp, rates, 100.0, _knob_factors(rng)) for k in range(8)]
+        for grid in spread:
+            monkeypatch.setattr(surrogate, "RESIDUAL_SCALES", grid)
+            monkeypatch.setattr(surrogate, "EFFECT_SCALES", grid)
+            context = SamplerContext(sp, target.objective, 0, None, history)
+            model = make_sampler("meta", context).model
+            assert model.kernel is not None
+            truth = np.array(
+                [math.log(target.results[c].capacity_rps / c.replicas) for c in model.unit_configs]
+            )
+            t4 = [u for u, c in enumerate(model.unit_configs) if c.gpu_type == "T4"]
+            measured, rest = np.array(t4[:5]), np.array(t4[5:])
+            mean, sd = model.fit(measured, truth[measured])
+            spread[grid] += float(sd[rest].mean())
+            assert np.all(np.abs(mean[rest] - truth[rest]) < 2 * sd[rest])
+    assert spread[(0.3, 1.0)] < 0.9 * spread[(1.0,)], spread
+
+
 def test_batch_suggestions_avoid_running_trials():
     sp = space()
     history = [value_table(f"h{k}", sp, 0.02, 10 + k) for k in range(4)]
