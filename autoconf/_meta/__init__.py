@@ -4,7 +4,8 @@ prior. The Optuna adapter is :mod:`autoconf.samplers._meta`; its stopping rule
 
 The surrogate is a Bayesian linear model of a config's *score* (see ``autoconf.prior``)::
 
-    score(c) = mu(c) + b0 + b1 * mu(c) + b2 * g(c) + sum_k w_k * D_k(c) + sum_d v_d[c_d] + e(c)
+    score(c) = mu(c) + b0 + b1 * mu(c) + b2 * g(c) + sum_k w_k * D_k(c) + sum_d v_d[c_d]
+               + sum_d t_d * log2(c_d) + e(c)
 
 ``mu`` is the prior's mean over the training models, ``g`` what a regression on the target's
 kops features and the configs' GPU specs predicts (``Prior.predict_from_features``; its weight
@@ -14,14 +15,17 @@ so that a model far bigger than its history follows its features from the first 
 ``D_k`` each training model's deviation from ``mu``: the posterior over ``w`` re-weights the
 training models by how well they explain the target's observations so far (a Gaussian process
 whose kernel is the empirical covariance across models). ``v`` are main effects of each
-dimension's values (what a plain BO learns when the knowledge base is empty) and ``e`` a
+dimension's values (what a plain BO learns when the knowledge base is empty), ``t`` a trend in
+the log of every ordered knob with three or more values (batch size, cores: a rise measured over
+batch sizes 2-16 extrapolates to 32, which one-hot effects cannot), and ``e`` a
 per-config residual whose variance is the training models' leave-one-out residual variance at
 that prior level (heteroscedastic, so the tail is covered).
 Where the training models' residuals correlate between units that differ in one knob (on the
 simulated cluster: the same unit on a neighbouring GPU type), ``e`` is a Gaussian process
 whose kernel is that learned correlation (:class:`ResidualKernel`), so a measurement also
 informs the units that share most of its knobs; elsewhere (the Falcon tables) it stays
-independent.
+independent. With the kernel, the scales of ``e`` and of ``v`` are chosen with the prior mean
+by the target's evidence (a family whose knobs barely matter narrows its siblings' spread).
 The posterior is refit from the study's trials at every suggestion (no state kept between
 trials, so threads and processes sharing a storage see the same history).
 
