@@ -37,7 +37,8 @@ FEATURE_PREDICTION_VARIANCE = 1.0
 #: target's own measurements choose one by their evidence.
 FEATURE_BASES = (0.0, 0.5, 1.0)
 #: Factor on the prior variance of an ordered dimension's log trend (the mean squared trend of
-#: the training models' deviations).
+#: the training models' deviations). With a prior only: without one, the trends' effect on a
+#: plain BO was not measured.
 TREND_VARIANCE = 1.0
 #: Candidate factors on the per-unit residual's variance and on the main effects' prior variance,
 #: chosen with the prior mean by the target's evidence. Measured (meta only, shipped knowledge,
@@ -233,14 +234,8 @@ class Surrogate:
             spread = max(spread, 1e-6)
             level = float(np.mean(yc)) if len(y) else 0.0
             base = base + level
-            cols = [np.ones((U, 1)), self.H, self.T]
-            var = np.concatenate(
-                [
-                    [spread],
-                    np.full(self.H.shape[1], spread / 2),
-                    np.full(self.T.shape[1], spread / 2),
-                ]
-            )
+            cols = [np.ones((U, 1)), self.H]
+            var = np.concatenate([[spread], np.full(self.H.shape[1], spread / 2)])
             noise = np.full(U, 0.1 * spread)
         Phi = np.hstack(cols)
         if len(units) == 0:
@@ -424,7 +419,7 @@ def _level_evidence(
 
 def _trends(space: SearchSpace, dims: list[str], configs: list[Config]) -> np.ndarray:
     """A centred log2(value) column of every numeric dimension in ``dims`` with three or more
-    positive values (batch size, cores, instances): the ordered part of its effect."""
+    positive values (on ``gpu-default`` batch size and cores): the ordered part of its effect."""
     cols = []
     for d in dims:
         vals = space.values(d)
