@@ -5,6 +5,7 @@ units (configs, or base configs at a target load), fitted to the target's observ
 from __future__ import annotations
 
 import math
+from itertools import product
 
 import numpy as np
 
@@ -153,13 +154,11 @@ class Surrogate:
         # one-hot main effects of every unit dimension with more than one value
         H = _onehots(self.space, self.unit_dims, self.unit_configs)
         self.H = H
-        # a trend in the log of every ordered dimension: what lets measured batch sizes 2..16
-        # rising say that 32 rises further (one-hot effects cannot extrapolate)
-        self.T = _trends(self.space, self.unit_dims, self.unit_configs)
-        self.trend_var = np.full(self.T.shape[1], 1.0)
-        if use_prior and self.T.shape[1] and D.shape[0]:
-            slopes = (self.T.T @ D.T) / (self.T**2).sum(0)[:, None]  # trends x K
-            self.trend_var = TREND_VARIANCE * np.mean(slopes**2, axis=1) + 1e-12
+        # a trend in the log of every ordered dimension (with a prior only): what lets measured
+        # batch sizes 2..16 rising say that 32 rises further (one-hot effects cannot extrapolate)
+        self.T = _trends(self.space, self.unit_dims, self.unit_configs) if use_prior else H[:, :0]
+        slopes = (self.T.T @ D.T) / np.maximum((self.T**2).sum(0), 1e-12)[:, None]  # trends x K
+        self.trend_var = TREND_VARIANCE * np.mean(slopes**2, axis=1) + 1e-12
         # prior variance of a main effect: how large they are in the training deviations
         self.effect_var = None
         if use_prior and H.shape[1] and D.shape[0]:
@@ -210,6 +209,7 @@ class Surrogate:
             base = self.mu
             centred = self.mu - self.mu.mean()
             cols = [np.ones((U, 1)), centred[:, None], self.D, self.H, self.T]
+            effects = slice(2 + K, 2 + K + self.H.shape[1])  # the columns of H in Phi
             if self.from_features is not None:
                 cols.append(self.from_features[:, None])
             v_b0 = self.level_sd**2
@@ -235,6 +235,7 @@ class Surrogate:
             level = float(np.mean(yc)) if len(y) else 0.0
             base = base + level
             cols = [np.ones((U, 1)), self.H]
+            effects = slice(1, 1 + self.H.shape[1])
             var = np.concatenate([[spread], np.full(self.H.shape[1], spread / 2)])
             noise = np.full(U, 0.1 * spread)
         Phi = np.hstack(cols)
@@ -245,7 +246,7 @@ class Surrogate:
         P = Phi[units]
         r = y - base[units]
         if has_prior and self.kernel is not None:
-            return self._fit_correlated(Phi, var, noise, base, units, y, obs_var)
+            return self._fit_correlated(Phi, var, effects, noise, base, units, y, obs_var)
         own = noise[units] if obs_var is None else noise[units] + obs_var
         if has_prior:
             var = var.copy()
@@ -308,6 +309,7 @@ class Surrogate:
         self,
         Phi: np.ndarray,
         var: np.ndarray,
+        effects: slice,
         noise: np.ndarray,
         base: np.ndarray,
         units: np.ndarray,
@@ -316,7 +318,8 @@ class Surrogate:
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`fit` with the per-unit residual a Gaussian process over units (the learned
         :class:`ResidualKernel`): a measurement also moves the units that share most of its
-        knobs. Function-space form, so the cost is linear in the number of units."""
+        knobs. Function-space form, so the cost is linear in the number of units. ``effects``
+        are the main effects' columns of ``Phi``."""
         assert self.kernel is not None  # fit() comes here only with a kernel
         U = len(base)
         sd = np.sqrt(noise)
@@ -331,18 +334,17 @@ class Surrogate:
         # likelihood over a small grid): a held-out family whose batch size barely matters
         # shrinks its siblings' spread after a few of them, one whose knobs matter more than
         # its history's widens it
-        effects = slice(2 + self.D.shape[1], 2 + self.D.shape[1] + self.H.shape[1])
         best_ll, choice = -np.inf, (1.0, base, 1.0, 1.0)
-        for candidate in self.bases:
-            for residual_scale in RESIDUAL_SCALES:
-                for effect_scale in EFFECT_SCALES:
-                    scaled = var.copy()
-                    scaled[effects] *= effect_scale
-                    f, ll = _level_evidence(
-                        Phi[units], y - candidate[units], scaled, residual_scale * Koo + own
-                    )
-                    if ll > best_ll + 1e-9:
-                        best_ll, choice = ll, (f, candidate, residual_scale, effect_scale)
+        for candidate, residual_scale, effect_scale in product(
+            self.bases, RESIDUAL_SCALES, EFFECT_SCALES
+        ):
+            scaled = var.copy()
+            scaled[effects] *= effect_scale
+            f, ll = _level_evidence(
+                Phi[units], y - candidate[units], scaled, residual_scale * Koo + own
+            )
+            if ll > best_ll + 1e-9:
+                best_ll, choice = ll, (f, candidate, residual_scale, effect_scale)
         inflation, base, residual_scale, effect_scale = choice
         r = y - base[units]
         var = var.copy()
