@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 from autoconf import Config, Measurement, ModelTable, Objective, SearchSpace
+from autoconf._meta._floor import FLOOR_MISMATCH
 from autoconf._record import distributions, tell
 from autoconf._study import run_trials
 from autoconf.samplers import SamplerContext, make_sampler
@@ -576,3 +577,78 @@ def test_without_a_prior_the_stopping_rule_waits_for_its_main_effects(monkeypatc
     )
     unguarded, _ = run()
     assert unguarded < need  # what the guard prevents
+
+
+def _slo_missed_on(gpu: str, table: ModelTable) -> ModelTable:
+    """``table`` with every ``gpu`` config missing the SLO at any load (capacity 0): a slow GPU
+    under a tight SLO."""
+    missed = {
+        c: Measurement(
+            ok=True,
+            cost_per_hour=m.cost_per_hour,
+            throughput_rps=0.0,
+            p99_ms=500.0,
+            capacity_rps=0.0,
+        )
+        if c.gpu_type == gpu
+        else m
+        for c, m in table.results.items()
+    }
+    return ModelTable(table.name, table.space, table.objective, missed)
+
+
+def _floor_history(sp: SearchSpace) -> list[ModelTable]:
+    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
+    loose = [
+        capacity_table(f"loose{k}", sp, {g: r * (0.6 + 0.2 * k) for g, r in rates.items()}, 100.0)
+        for k in range(4)
+    ]
+    tight = [
+        _slo_missed_on(
+            "T4",
+            capacity_table(
+                f"tight{k}", sp, {g: r * (0.7 + 0.2 * k) for g, r in rates.items()}, 100.0
+            ),
+        )
+        for k in range(4)
+    ]
+    return loose + tight
+
+
+def _told(sampler, sp: SearchSpace, table: ModelTable, configs: list[Config]):
+    study = optuna.create_study(direction=table.objective.direction, sampler=sampler)
+    dists = distributions(sp)
+    for c in configs:
+        study.enqueue_trial(c.to_dict())
+        tell(study, study.ask(fixed_distributions=dists), table.objective, table.results[c])
+    return sampler.state(study)
+
+
+def test_a_config_missing_the_slo_at_any_load_says_its_siblings_do():
+    """Half the history misses the SLO on every T4 (a tight SLO), half never does. One T4
+    config measured at the floor makes every other T4 config unlikely to serve the load, and
+    one T4 config measured serving leaves them likely: the history's floor patterns, weighed by
+    the target's own outcomes (``autoconf._meta._floor``), not a capacity the regression
+    would spread over every config."""
+    sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
+    history = _floor_history(sp)
+    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
+    probe = Config(batch_size=4, gpu_type="T4", replicas=4, cpu_cores=2)
+    sibling = Config(batch_size=16, gpu_type="T4", replicas=4, cpu_cores=4)
+    for table, floored in (
+        (_slo_missed_on("T4", capacity_table("t", sp, rates, 100.0)), True),
+        (capacity_table("t", sp, rates, 100.0), False),
+    ):
+        sampler = make_sampler("meta", SamplerContext(sp, table.objective, 0, None, history))
+        posterior = sampler.posterior
+        state = _told(sampler, sp, table, [probe])
+        p_floor = posterior.floor_probability(state)
+        t4 = [u for u, c in enumerate(posterior.model.unit_configs) if c.gpu_type == "T4"]
+        others = [u for u, c in enumerate(posterior.model.unit_configs) if c.gpu_type != "T4"]
+        assert table.results[sibling].capacity_rps == (0.0 if floored else 10.0 * 4 * 1.4 * 4)
+        # one outcome: odds of the matching half (1 - FLOOR_MISMATCH) : FLOOR_MISMATCH
+        expected = 1.0 - FLOOR_MISMATCH if floored else FLOOR_MISMATCH
+        assert p_floor[t4] == pytest.approx(np.full(len(t4), expected)), p_floor[t4]
+        if floored:
+            assert posterior.feasibility(state)[posterior.model.index[sibling]] < 0.1
+        assert p_floor[others].max() < 1e-6

@@ -38,14 +38,18 @@ Acquisition:
 * at a target load (minimise cost): the score is one replica's log capacity at the SLO, modelled
   per *base config* (every dimension but replicas). The replicas a load needs follow from it
   (throughput is about linear in replicas), cost is known in advance, so the acquisition is the
-  expected improvement in cost times the probability that the config serves the load.
+  expected improvement in cost times the probability that the config serves the load. That
+  probability is the capacity posterior's times the probability that the config meets the SLO
+  at all (:mod:`._floor`): a config that misses it at any load (a slow GPU under a tight SLO)
+  is a threshold the history's floor patterns predict, not a size the regression can spread.
 
 Running trials are pending: they are never re-suggested and are told their posterior mean
 (constant liar), so that K parallel workers spread out. Measured configs are never suggested,
 nor configs an out-of-memory rules out (:mod:`autoconf._implied`; at a target load their base
 configs are modelled at the capacity floor). A crash or a timeout implies nothing beyond itself.
 
-Rooms: ``_surrogate`` (the linear model and its fit), ``_kernel`` (the residual kernel),
+Rooms: ``_surrogate`` (the linear model and its fit), ``_floor`` (whether a config meets the
+SLO at all), ``_kernel`` (the residual kernel),
 ``_tail`` (residual variance and tails per prior level), ``_posterior`` (the surrogate refit on
 a study's trials), ``_acquisition`` (which config next).
 """

@@ -183,8 +183,22 @@ class Posterior:
             free[i] = False
         return free
 
+    def floor_probability(self, state: PosteriorState) -> np.ndarray:
+        """P(a unit misses the SLO at any load) given which measured units did
+        (:mod:`autoconf._meta._floor`); zeros without a floor model."""
+        model = self.model
+        if model.floor is None:
+            return np.zeros(len(model.unit_configs))
+        units, floored = [], []
+        for i, m in state.measured.items():
+            if m.ok and m.capacity_rps is not None:  # a failed deployment says nothing of the SLO
+                units.append(model.unit_of[i])
+                floored.append(m.capacity_rps / model.replicas[i] <= CAPACITY_FLOOR_RPS)
+        return model.floor.probability(np.array(units, dtype=int), np.array(floored, dtype=bool))
+
     def feasibility(self, state: PosteriorState) -> np.ndarray:
-        """P(config serves the target load within the SLO), from the capacity posterior."""
+        """P(config serves the target load within the SLO): that it meets the SLO at all
+        (:meth:`floor_probability`) times that its capacity reaches the load (the posterior)."""
         model = self.model
         target_rps = self.objective.target_rps
         assert target_rps is not None  # callers ask only a capacity objective (model.capacity)
@@ -192,6 +206,8 @@ class Posterior:
         m = state.mean[model.unit_of]
         s = state.sd[model.unit_of]
         p = 1.0 - ndtr((need - m) / s)
+        if model.floor is not None:
+            p *= 1.0 - self.floor_probability(state)[model.unit_of]
         for i, meas in state.measured.items():
             p[i] = 1.0 if self.objective.value(meas) is not None else 0.0
             rsd = relative_sd(meas)

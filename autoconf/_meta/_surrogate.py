@@ -12,6 +12,7 @@ import numpy as np
 from .._objective import Objective
 from .._space import SearchSpace
 from .._types import Config
+from ._floor import FloorModel
 from ._kernel import ResidualKernel
 from ._tail import Tail, binned_variance
 
@@ -68,6 +69,9 @@ class Surrogate:
         #: the prior's score of every unit on each training model (K x U; None without a
         #: prior): what the stopping rule calibrates on
         self.prior_matrix: np.ndarray | None = None
+        #: P(a unit misses the SLO at any load), from the training models' floors (None: no
+        #: target load, or no prior)
+        self.floor: FloorModel | None = None
         dims = space.dimension_names
         per_base = self.capacity and "replicas" in dims and len(space.values("replicas")) > 1
         self.unit_dims = [d for d in dims if not (per_base and d == "replicas")]
@@ -109,6 +113,10 @@ class Surrogate:
                     d2 = (((F - f) / scale) ** 2).mean(1)
                     weights = np.exp(-0.5 * d2 / max(np.median(d2), 1e-9))
                     weights /= weights.sum()
+            if self.capacity:
+                self.floor = FloorModel(
+                    np.less_equal(S, math.log(CAPACITY_FLOOR_RPS) + 1e-6), weights
+                )
             mu = weights @ S
             D = S - mu
             # the level of a model (b0 in the surrogate) is not a config deviation
