@@ -5,6 +5,7 @@ units (configs, or base configs at a target load), fitted to the target's observ
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
@@ -51,6 +52,19 @@ EFFECT_SCALES = (0.3, 1.0)
 #: Lower bound of the residual kernel's variance scale calibrated on the target's own
 #: leave-one-out errors (measured units cluster, so their errors understate the others').
 LOO_SCALE_MIN = 0.05
+
+
+@dataclass
+class Design:
+    """The linear model's basis over the units (``Phi``: units x columns), each column's prior
+    variance (``var``), where the main effects' columns are (``effects``), the per-unit residual
+    variance (``noise``) and the prior mean of every unit's score (``base``)."""
+
+    Phi: np.ndarray
+    var: np.ndarray
+    effects: slice
+    noise: np.ndarray
+    base: np.ndarray
 
 
 class Surrogate:
@@ -209,52 +223,15 @@ class Surrogate:
         :mod:`autoconf._noise`; ``None``: exact, as tables and the simulator answer). ``pin``
         False leaves the measured units at what the model fits there (independent residuals
         only): how far a measurement lies from it is its surprise (:meth:`surprise_z`)."""
-        U = len(self.mu)
-        K = self.D.shape[1]
-        has_prior = K > 0
-        if has_prior:
-            assert self.noise is not None  # a prior (K > 0) always brings its residual noise
-            base = self.mu
-            centred = self.mu - self.mu.mean()
-            cols = [np.ones((U, 1)), centred[:, None], self.D, self.H, self.T]
-            effects = slice(2 + K, 2 + K + self.H.shape[1])  # the columns of H in Phi
-            if self.from_features is not None:
-                cols.append(self.from_features[:, None])
-            v_b0 = self.level_sd**2
-            v_h = MAIN_EFFECT_VARIANCE * (
-                self.effect_var if self.effect_var is not None else float(np.mean(self.noise))
-            )
-            var = np.concatenate(
-                [
-                    [v_b0],
-                    [self.slope_var],
-                    np.full(K, MODEL_WEIGHT_VARIANCE / K),
-                    np.full(self.H.shape[1], v_h),
-                    self.trend_var,
-                    [FEATURE_PREDICTION_VARIANCE] if self.from_features is not None else [],
-                ]
-            )
-            noise = self.noise
-        else:
-            base = np.zeros(U)
-            yc = y if len(y) else np.zeros(1)
-            spread = float(np.var(yc)) if len(y) > 1 else 1.0
-            spread = max(spread, 1e-6)
-            level = float(np.mean(yc)) if len(y) else 0.0
-            base = base + level
-            cols = [np.ones((U, 1)), self.H]
-            effects = slice(1, 1 + self.H.shape[1])
-            var = np.concatenate([[spread], np.full(self.H.shape[1], spread / 2)])
-            noise = np.full(U, 0.1 * spread)
-        Phi = np.hstack(cols)
+        design = self._design(y)
+        Phi, var, noise, base = design.Phi, design.var, design.noise, design.base
+        has_prior = self.D.shape[1] > 0
         if len(units) == 0:
-            m = base.copy()
-            v = (Phi**2) @ var + noise
-            return m, np.sqrt(v)
+            return base.copy(), np.sqrt((Phi**2) @ var + noise)
         P = Phi[units]
         r = y - base[units]
         if has_prior and self.kernel is not None:
-            return self._fit_correlated(Phi, var, effects, noise, base, units, y, obs_var)
+            return self._fit_correlated(design, units, y, obs_var)
         own = noise[units] if obs_var is None else noise[units] + obs_var
         if has_prior:
             var = var.copy()
@@ -281,6 +258,44 @@ class Surrogate:
         if not pin:
             return m, np.sqrt(v)
         return _pin_measured(m, v, units, y, noise, obs_var)
+
+    def _design(self, y: np.ndarray) -> Design:
+        """The basis and its prior: with a prior, the training models' mean, deviations, main
+        effects, trends and the feature prediction; without one, main effects around the
+        target's own mean and spread (``y``)."""
+        U = len(self.mu)
+        K = self.D.shape[1]
+        if K > 0:
+            assert self.noise is not None  # a prior (K > 0) always brings its residual noise
+            base = self.mu
+            centred = self.mu - self.mu.mean()
+            cols = [np.ones((U, 1)), centred[:, None], self.D, self.H, self.T]
+            effects = slice(2 + K, 2 + K + self.H.shape[1])  # the columns of H in Phi
+            if self.from_features is not None:
+                cols.append(self.from_features[:, None])
+            v_b0 = self.level_sd**2
+            v_h = MAIN_EFFECT_VARIANCE * (
+                self.effect_var if self.effect_var is not None else float(np.mean(self.noise))
+            )
+            var = np.concatenate(
+                [
+                    [v_b0],
+                    [self.slope_var],
+                    np.full(K, MODEL_WEIGHT_VARIANCE / K),
+                    np.full(self.H.shape[1], v_h),
+                    self.trend_var,
+                    [FEATURE_PREDICTION_VARIANCE] if self.from_features is not None else [],
+                ]
+            )
+            noise = self.noise
+        else:
+            spread = max(float(np.var(y)), 1e-6) if len(y) > 1 else 1.0
+            base = np.full(U, float(np.mean(y)) if len(y) else 0.0)
+            cols = [np.ones((U, 1)), self.H]
+            effects = slice(1, 1 + self.H.shape[1])
+            var = np.concatenate([[spread], np.full(self.H.shape[1], spread / 2)])
+            noise = np.full(U, 0.1 * spread)
+        return Design(np.hstack(cols), var, effects, noise, base)
 
     def surprise_z(
         self, units: np.ndarray, y: np.ndarray, obs_var: np.ndarray | None = None
@@ -314,21 +329,19 @@ class Surrogate:
         return along.sum(1)
 
     def _fit_correlated(
-        self,
-        Phi: np.ndarray,
-        var: np.ndarray,
-        effects: slice,
-        noise: np.ndarray,
-        base: np.ndarray,
-        units: np.ndarray,
-        y: np.ndarray,
-        obs_var: np.ndarray | None = None,
+        self, design: Design, units: np.ndarray, y: np.ndarray, obs_var: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`fit` with the per-unit residual a Gaussian process over units (the learned
         :class:`ResidualKernel`): a measurement also moves the units that share most of its
-        knobs. Function-space form, so the cost is linear in the number of units. ``effects``
-        are the main effects' columns of ``Phi``."""
+        knobs. Function-space form, so the cost is linear in the number of units."""
         assert self.kernel is not None  # fit() comes here only with a kernel
+        Phi, var, effects, noise, base = (
+            design.Phi,
+            design.var,
+            design.effects,
+            design.noise,
+            design.base,
+        )
         U = len(base)
         sd = np.sqrt(noise)
         Kuo = self.kernel.cross(np.arange(U), units) * sd[:, None] * sd[units][None, :]
