@@ -235,7 +235,7 @@ class Surrogate:
         own = noise[units] if obs_var is None else noise[units] + obs_var
         if has_prior:
             var = var.copy()
-            var[0] *= _level_inflation(P, r, var, np.diag(own))
+            var[0] *= _level_evidence(P, r, var, np.diag(own))[0]
         # the residual e(u) is a property of the unit, not observation noise: a measured unit
         # is known up to MEASUREMENT_NOISE (its other replica counts follow from it), and
         # the residual scale is calibrated on the target's own observations
@@ -411,18 +411,14 @@ def _pin_measured(
     return m, np.sqrt(v)
 
 
-def _level_inflation(P: np.ndarray, r: np.ndarray, var: np.ndarray, resid_cov: np.ndarray) -> float:
-    """The factor on the model level's prior variance that maximises the evidence of the
-    target's residuals (type-II maximum likelihood over LEVEL_INFLATIONS): the level's spread
-    across training models is the default, but a target far outside it (every config 3x faster
-    than any training model) widens it, so its first measurements move every prediction."""
-    return _level_evidence(P, r, var, resid_cov)[0]
-
-
 def _level_evidence(
     P: np.ndarray, r: np.ndarray, var: np.ndarray, resid_cov: np.ndarray
 ) -> tuple[float, float]:
-    """:func:`_level_inflation`'s factor and the log evidence of ``r`` under it."""
+    """The factor on the model level's prior variance that maximises the evidence of the
+    target's residuals ``r`` (type-II maximum likelihood over LEVEL_INFLATIONS), and that log
+    evidence: the level's spread across training models is the default, but a target far
+    outside it (every config 3x faster than any training model) widens it, so its first
+    measurements move every prediction."""
     n = len(r)
     if n == 0:
         return 1.0, 0.0
