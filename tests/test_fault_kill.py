@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
+from _terminal import default_sigint
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +73,12 @@ def test_a_killed_parallel_search_stores_only_real_measurements(tmp_path, model,
         "--knowledge", str(tmp_path / "kb.db"), "--no-progress",
     ]  # fmt: skip
     proc = subprocess.Popen(
-        argv, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        argv,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=default_sigint,
     )
     try:
         assert _until(lambda: _generators(tmpdir) >= 1 or proc.poll() is not None, 60)

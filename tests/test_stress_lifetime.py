@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from _terminal import default_sigint
 
 from stress import _lifetime
 
@@ -80,7 +81,11 @@ def test_generators_and_servers_die_with_their_deployer(tmp_path, sig):
     )
     env = dict(os.environ, TMPDIR=str(tmpdir))
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=default_sigint,
     )
     try:
         assert proc.stdout.readline().strip() == "LOADING"

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from _terminal import default_sigint
 
 import stress
 from stress._local import LocalDeployer
@@ -184,7 +185,11 @@ def test_signals_to_the_parent_stop_every_server(tmp_path: Path, tiny_model: Pat
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
     )
     try:
         assert proc.stdout.readline().strip() == "DEPLOYED", proc.stderr.read()
