@@ -652,3 +652,30 @@ def test_a_config_missing_the_slo_at_any_load_says_its_siblings_do():
         if floored:
             assert posterior.feasibility(state)[posterior.model.index[sibling]] < 0.1
         assert p_floor[others].max() < 1e-6
+
+
+def test_before_any_measurement_a_tight_slo_leans_on_the_models_that_floored():
+    """The training models that miss the SLO on every T4 have a tight SLO (20 ms), the others
+    a loose one (200 ms): before anything is measured, a target under 20 ms expects its T4
+    configs to floor and one under 200 ms does not (``_floor.slo_similarity``)."""
+    sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
+    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
+
+    def with_slo(t: ModelTable, slo_ms: float) -> ModelTable:
+        return ModelTable(t.name, sp, Objective(slo_p99_ms=slo_ms, target_rps=100.0), t.results)
+
+    history = [with_slo(capacity_table(f"loose{k}", sp, rates, 100.0), 200.0) for k in range(4)] + [
+        with_slo(_slo_missed_on("T4", capacity_table(f"tight{k}", sp, rates, 100.0)), 20.0)
+        for k in range(4)
+    ]
+    expected = {}
+    for slo_ms in (20.0, 200.0):
+        target = with_slo(capacity_table("t", sp, rates, 100.0), slo_ms)
+        sampler = make_sampler("meta", SamplerContext(sp, target.objective, 0, None, history))
+        state = _told(sampler, sp, target, [])
+        p_floor = sampler.posterior.floor_probability(state)
+        t4 = [u for u, c in enumerate(sampler.model.unit_configs) if c.gpu_type == "T4"]
+        expected[slo_ms] = float(p_floor[t4].mean())
+    # the log SLOs lie one sd either side of their mean: a 2-sd gap weighs exp(-2) : 1
+    tight = 1.0 / (1.0 + math.exp(-2.0))
+    assert expected == pytest.approx({20.0: tight, 200.0: 1.0 - tight}), expected

@@ -104,3 +104,18 @@ def test_cli_train_from_store_and_bad_input(tmp_path, capsys):
     assert main(["prior", "train", "--from", str(tmp_path / "nope.db"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("autoconf: error:") and "not found" in err
+
+
+def test_the_training_slos_travel_with_the_prior(tmp_path):
+    """Each training model's SLO is kept (what a config's chance of meeting a target's SLO at
+    all depends on), through save and load; a model without one leaves none."""
+    space = small_space()
+    tables = [
+        ModelTable(f"m{k}", space, Objective(slo_p99_ms=5.0 * (k + 1)), t.results)
+        for k, t in enumerate(table(f"m{k}", space, 1.0 + k) for k in range(3))
+    ]
+    prior = train_prior(tables)
+    np.testing.assert_allclose(prior.model_slo_ms, [5.0, 10.0, 15.0])
+    loaded = load_prior(prior.save(tmp_path / "p.safetensors"))
+    np.testing.assert_allclose(loaded.model_slo_ms, [5.0, 10.0, 15.0])
+    assert train_prior([*tables, table("x", space, 2.0)]).model_slo_ms is None

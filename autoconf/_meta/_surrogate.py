@@ -13,7 +13,7 @@ import numpy as np
 from .._objective import Objective
 from .._space import SearchSpace
 from .._types import Config
-from ._floor import FloorModel
+from ._floor import FloorModel, slo_similarity
 from ._kernel import ResidualKernel
 from ._tail import Tail, binned_variance
 
@@ -128,8 +128,10 @@ class Surrogate:
                     weights = np.exp(-0.5 * d2 / max(np.median(d2), 1e-9))
                     weights /= weights.sum()
             if self.capacity:
+                like = slo_similarity(prior.model_slo_ms, self.objective.slo_p99_ms)
+                start = weights if like is None else weights * like / (weights * like).sum()
                 self.floor = FloorModel(
-                    np.less_equal(S, math.log(CAPACITY_FLOOR_RPS) + 1e-6), weights
+                    np.less_equal(S, math.log(CAPACITY_FLOOR_RPS) + 1e-6), start
                 )
             mu = weights @ S
             D = S - mu

@@ -106,6 +106,9 @@ class Prior:
     model_names: list[str]
     scores: np.ndarray
     model_features: np.ndarray | None = None
+    #: each training model's SLO (p99, ms; None when some model has none): whether a config
+    #: meets a model's SLO at all depends on it (autoconf._meta._floor)
+    model_slo_ms: np.ndarray | None = None
     ridge_weights: np.ndarray | None = None
     ridge_bias: float = 0.0
     feature_version: str | None = None
@@ -204,6 +207,8 @@ class Prior:
             tensors["model_features"] = np.ascontiguousarray(self.model_features, dtype=np.float64)
         if self.ridge_weights is not None:
             tensors["ridge_weights"] = np.ascontiguousarray(self.ridge_weights, dtype=np.float64)
+        if self.model_slo_ms is not None:
+            tensors["model_slo_ms"] = np.ascontiguousarray(self.model_slo_ms, dtype=np.float64)
         meta = self.metadata()
         save_file(tensors, str(path), metadata={"autoconf": json.dumps({"space": self.space_name})})
         Path(str(path) + ".json").write_text(json.dumps(meta, indent=1))
@@ -242,6 +247,10 @@ def train_prior(tables: list[ModelTable], space: SearchSpace | None = None) -> P
         and len({len(f) for f in feats if f is not None}) == 1
         else None
     )
+    slos = [t.objective.slo_p99_ms for t in group]
+    model_slo_ms = (
+        np.array(slos, dtype=float) if all(v is not None and v > 0 for v in slos) else None
+    )
     # ridge: config features -> mean score over models (configs some model measured)
     counts = (~np.isnan(scores)).sum(0)
     mean = np.where(counts > 0, np.nansum(scores, axis=0) / np.maximum(counts, 1), np.nan)
@@ -270,6 +279,7 @@ def train_prior(tables: list[ModelTable], space: SearchSpace | None = None) -> P
         model_names=[t.name for t in group],
         scores=scores,
         model_features=model_features,
+        model_slo_ms=model_slo_ms,
         ridge_weights=weights,
         ridge_bias=bias,
         feature_version=version,
@@ -299,6 +309,7 @@ def load_prior(path: str | Path) -> Prior:
         model_names=list(meta["training_models"]),
         scores=tensors["scores"],
         model_features=tensors.get("model_features"),
+        model_slo_ms=tensors.get("model_slo_ms"),
         ridge_weights=tensors.get("ridge_weights"),
         ridge_bias=float(meta.get("ridge_bias", 0.0)),
         feature_version=meta.get("feature_version"),
