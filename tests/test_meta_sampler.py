@@ -29,6 +29,10 @@ GPUS = {
 }
 
 
+#: One replica's capacity per GPU type (batch 1, no cores) in the synthetic capacity tables.
+RATES = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
+
+
 def space(replicas=(1,), batch=(1, 2, 4, 8, 16, 32)) -> SearchSpace:
     return SearchSpace.model_validate(
         {
@@ -140,12 +144,11 @@ def capacity_table(
 
 def test_target_load_derives_replicas_from_capacity():
     sp = space(replicas=(1, 2, 3, 4, 5, 6, 7, 8), batch=(1, 4, 16))
-    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
     history = [
-        capacity_table(f"h{k}", sp, {g: r * (0.5 + 0.25 * k) for g, r in rates.items()}, 300.0)
+        capacity_table(f"h{k}", sp, {g: r * (0.5 + 0.25 * k) for g, r in RATES.items()}, 300.0)
         for k in range(4)
     ]
-    target = capacity_table("t", sp, {g: r * 0.9 for g, r in rates.items()}, 300.0)
+    target = capacity_table("t", sp, {g: r * 0.9 for g, r in RATES.items()}, 300.0)
     runs = [evals_to_optimum(target, search(target, history, 30, s)[1]) for s in range(2)]
     assert all(r is not None and r <= 6 for r in runs), runs
     # no history: still a constrained search that finds the cheapest feasible config
@@ -158,18 +161,17 @@ def test_capacity_level_calibrates_from_the_first_measurements():
     (a random effect in log capacity) moves every unmeasured config's prediction toward the
     truth after two measurements, instead of only the measured units."""
     sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
-    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
     rng = np.random.default_rng(0)
     history = [
         capacity_table(
             f"h{k}",
             sp,
-            {g: r * float(np.exp(0.3 * rng.standard_normal())) for g, r in rates.items()},
+            {g: r * float(np.exp(0.3 * rng.standard_normal())) for g, r in RATES.items()},
             100.0,
         )
         for k in range(6)
     ]
-    target = capacity_table("t", sp, {g: 3.0 * r for g, r in rates.items()}, 300.0)
+    target = capacity_table("t", sp, {g: 3.0 * r for g, r in RATES.items()}, 300.0)
     study, log = search(target, history, 2)
     assert len(log.evaluations) == 2
     sampler = study.sampler
@@ -198,10 +200,9 @@ def test_residual_kernel_is_learned_from_the_history():
     with the same unit on another GPU, not with other batch sizes. On per-config noise (the
     Falcon tables' kind of residual) no kernel is learned."""
     sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
-    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
     rng = np.random.default_rng(1)
-    history = [capacity_table(f"h{k}", sp, rates, 100.0, _knob_factors(rng)) for k in range(8)]
-    target = capacity_table("t", sp, rates, 100.0, _knob_factors(rng))
+    history = [capacity_table(f"h{k}", sp, RATES, 100.0, _knob_factors(rng)) for k in range(8)]
+    target = capacity_table("t", sp, RATES, 100.0, _knob_factors(rng))
     sampler = make_sampler("meta", SamplerContext(sp, target.objective, 0, None, history))
     kernel = sampler.model.kernel
     assert kernel is not None
@@ -222,12 +223,11 @@ def test_measured_units_predict_the_same_knobs_on_other_gpus():
     with independent residuals (main effects only) the interaction stays unknown. Summed over
     six random histories and targets, so that one lucky draw decides nothing."""
     sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
-    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
     errors = {"kernel": 0.0, "independent": 0.0}
     for seed in range(6):
         rng = np.random.default_rng(seed)
-        history = [capacity_table(f"h{k}", sp, rates, 100.0, _knob_factors(rng)) for k in range(8)]
-        target = capacity_table("t", sp, rates, 100.0, _knob_factors(rng))
+        history = [capacity_table(f"h{k}", sp, RATES, 100.0, _knob_factors(rng)) for k in range(8)]
+        target = capacity_table("t", sp, RATES, 100.0, _knob_factors(rng))
         context = SamplerContext(sp, target.objective, 0, None, history)
         model = make_sampler("meta", context).model
         truth = np.array(
@@ -252,16 +252,15 @@ def test_a_measured_batch_trend_extrapolates_to_larger_batches(monkeypatch):
     import autoconf._meta._surrogate as surrogate
 
     sp = space(replicas=(1, 2), batch=(1, 2, 4, 8, 16, 32))
-    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
     rng = np.random.default_rng(3)
     history = []
     for k in range(8):
         slope = 0.3 * float(rng.standard_normal())  # each model's own mild trend in batch size
         factors = {(b, c): b ** (slope - 0.5) for b in (1, 2, 4, 8, 16, 32) for c in (1, 2, 4)}
-        per_gpu = {g: r * float(np.exp(0.3 * rng.standard_normal())) for g, r in rates.items()}
+        per_gpu = {g: r * float(np.exp(0.3 * rng.standard_normal())) for g, r in RATES.items()}
         history.append(capacity_table(f"h{k}", sp, per_gpu, 100.0, factors))
     rising = {(b, k): math.sqrt(b) for b in (1, 2, 4, 8, 16, 32) for k in (1, 2, 4)}
-    target = capacity_table("t", sp, rates, 100.0, rising)
+    target = capacity_table("t", sp, RATES, 100.0, rising)
     error = {}
     for trend_variance in (1.0, 0.0):
         monkeypatch.setattr(surrogate, "TREND_VARIANCE", trend_variance)
@@ -275,7 +274,7 @@ def test_a_measured_batch_trend_extrapolates_to_larger_batches(monkeypatch):
             [math.log(target.results[c].capacity_rps / c.replicas) for c in model.unit_configs]
         )
         mean, _ = model.fit(measured, truth[measured])
-        rise = np.array([mean[unit[g, 32, 2]] - mean[unit[g, 8, 2]] for g in rates])
+        rise = np.array([mean[unit[g, 32, 2]] - mean[unit[g, 8, 2]] for g in RATES])
         error[trend_variance] = float(np.abs(rise - math.log(4)).max())
     assert error[1.0] < 0.75 * error[0.0], error
 
@@ -289,12 +288,11 @@ def test_a_target_whose_knobs_barely_matter_narrows_its_siblings(monkeypatch):
     import autoconf._meta._surrogate as surrogate
 
     sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
-    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
-    target = capacity_table("t", sp, rates, 100.0)
+    target = capacity_table("t", sp, RATES, 100.0)
     spread = {(0.3, 1.0): 0.0, (1.0,): 0.0}
     for seed in range(3):
         rng = np.random.default_rng(seed)
-        history = [capacity_table(f"h{k}", sp, rates, 100.0, _knob_factors(rng)) for k in range(8)]
+        history = [capacity_table(f"h{k}", sp, RATES, 100.0, _knob_factors(rng)) for k in range(8)]
         for grid in spread:
             monkeypatch.setattr(surrogate, "RESIDUAL_SCALES", grid)
             monkeypatch.setattr(surrogate, "EFFECT_SCALES", grid)
@@ -598,16 +596,15 @@ def _slo_missed_on(gpu: str, table: ModelTable) -> ModelTable:
 
 
 def _floor_history(sp: SearchSpace) -> list[ModelTable]:
-    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
     loose = [
-        capacity_table(f"loose{k}", sp, {g: r * (0.6 + 0.2 * k) for g, r in rates.items()}, 100.0)
+        capacity_table(f"loose{k}", sp, {g: r * (0.6 + 0.2 * k) for g, r in RATES.items()}, 100.0)
         for k in range(4)
     ]
     tight = [
         _slo_missed_on(
             "T4",
             capacity_table(
-                f"tight{k}", sp, {g: r * (0.7 + 0.2 * k) for g, r in rates.items()}, 100.0
+                f"tight{k}", sp, {g: r * (0.7 + 0.2 * k) for g, r in RATES.items()}, 100.0
             ),
         )
         for k in range(4)
@@ -632,12 +629,11 @@ def test_a_config_missing_the_slo_at_any_load_says_its_siblings_do():
     would spread over every config."""
     sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
     history = _floor_history(sp)
-    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
     probe = Config(batch_size=4, gpu_type="T4", replicas=4, cpu_cores=2)
     sibling = Config(batch_size=16, gpu_type="T4", replicas=4, cpu_cores=4)
     for table, floored in (
-        (_slo_missed_on("T4", capacity_table("t", sp, rates, 100.0)), True),
-        (capacity_table("t", sp, rates, 100.0), False),
+        (_slo_missed_on("T4", capacity_table("t", sp, RATES, 100.0)), True),
+        (capacity_table("t", sp, RATES, 100.0), False),
     ):
         sampler = make_sampler("meta", SamplerContext(sp, table.objective, 0, None, history))
         posterior = sampler.posterior
@@ -659,18 +655,17 @@ def test_before_any_measurement_a_tight_slo_leans_on_the_models_that_floored():
     a loose one (200 ms): before anything is measured, a target under 20 ms expects its T4
     configs to floor and one under 200 ms does not (``_floor.slo_similarity``)."""
     sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
-    rates = {"T4": 10.0, "V100": 40.0, "L4": 16.0}
 
     def with_slo(t: ModelTable, slo_ms: float) -> ModelTable:
         return ModelTable(t.name, sp, Objective(slo_p99_ms=slo_ms, target_rps=100.0), t.results)
 
-    history = [with_slo(capacity_table(f"loose{k}", sp, rates, 100.0), 200.0) for k in range(4)] + [
-        with_slo(_slo_missed_on("T4", capacity_table(f"tight{k}", sp, rates, 100.0)), 20.0)
+    history = [with_slo(capacity_table(f"loose{k}", sp, RATES, 100.0), 200.0) for k in range(4)] + [
+        with_slo(_slo_missed_on("T4", capacity_table(f"tight{k}", sp, RATES, 100.0)), 20.0)
         for k in range(4)
     ]
     expected = {}
     for slo_ms in (20.0, 200.0):
-        target = with_slo(capacity_table("t", sp, rates, 100.0), slo_ms)
+        target = with_slo(capacity_table("t", sp, RATES, 100.0), slo_ms)
         sampler = make_sampler("meta", SamplerContext(sp, target.objective, 0, None, history))
         state = _told(sampler, sp, target, [])
         p_floor = sampler.posterior.floor_probability(state)

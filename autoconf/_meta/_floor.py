@@ -19,6 +19,10 @@ import math
 
 import numpy as np
 
+#: The chance that a training model's floor pattern disagrees with the target's at one config.
+#: Measured (meta only, shipped knowledge; results/shipped/README.md, stop 23): 0.1 and 0.03.
+FLOOR_MISMATCH = 0.1
+
 
 def slo_similarity(
     train_slo_ms: np.ndarray | None, target_slo_ms: float | None
@@ -35,14 +39,9 @@ def slo_similarity(
     return np.exp(-0.5 * ((x - math.log(target_slo_ms)) / sd) ** 2)
 
 
-#: The chance that a training model's floor pattern disagrees with the target's at one config.
-#: Measured (meta only, shipped knowledge; results/shipped/README.md, stop 23): 0.1 and 0.03.
-FLOOR_MISMATCH = 0.1
-
-
 class FloorModel:
     """``P(floor)`` per unit from the training models' floors (``floors``: K x U booleans) and
-    each model's prior weight (``weights``: K, summing to 1)."""
+    each model's prior weight (``weights``: K, relative: only their ratios count)."""
 
     def __init__(self, floors: np.ndarray, weights: np.ndarray) -> None:
         self.floors = floors.astype(float)

@@ -18,7 +18,8 @@ from .._noise import relative_sd
 from .._objective import THROUGHPUT_TOLERANCE, Objective
 from .._space import SearchSpace
 from .._types import Config, Measurement
-from ._surrogate import CAPACITY_FLOOR_RPS, Surrogate
+from ..prior import CAPACITY_FLOOR_RPS, FLOOR_SCORE
+from ._surrogate import Surrogate
 
 #: A measurement this many residual sds above the surrogate's fit is a surprise whose
 #: neighbours are measured next (no target load): on the Falcon tables the background's noise
@@ -191,9 +192,10 @@ class Posterior:
             return np.zeros(len(model.unit_configs))
         units, floored = [], []
         for i, m in state.measured.items():
-            if m.ok and m.capacity_rps is not None:  # a failed deployment says nothing of the SLO
+            s = self.score(model.configs[i], m)
+            if m.ok and s is not None:  # a failed deployment says nothing of the SLO
                 units.append(model.unit_of[i])
-                floored.append(m.capacity_rps / model.replicas[i] <= CAPACITY_FLOOR_RPS)
+                floored.append(s <= FLOOR_SCORE)
         return model.floor.probability(np.array(units, dtype=int), np.array(floored, dtype=bool))
 
     def feasibility(self, state: PosteriorState) -> np.ndarray:
@@ -205,9 +207,7 @@ class Posterior:
         need = np.log(target_rps * THROUGHPUT_TOLERANCE / model.replicas)
         m = state.mean[model.unit_of]
         s = state.sd[model.unit_of]
-        p = 1.0 - ndtr((need - m) / s)
-        if model.floor is not None:
-            p *= 1.0 - self.floor_probability(state)[model.unit_of]
+        p = (1.0 - ndtr((need - m) / s)) * (1.0 - self.floor_probability(state)[model.unit_of])
         for i, meas in state.measured.items():
             p[i] = 1.0 if self.objective.value(meas) is not None else 0.0
             rsd = relative_sd(meas)

@@ -4,7 +4,6 @@ units (configs, or base configs at a target load), fitted to the target's observ
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from itertools import product
 
@@ -13,13 +12,11 @@ import numpy as np
 from .._objective import Objective
 from .._space import SearchSpace
 from .._types import Config
+from ..prior import FLOOR_SCORE
 from ._floor import FloorModel, slo_similarity
 from ._kernel import ResidualKernel
 from ._tail import Tail, binned_variance
 
-#: Capacities below this (requests/s per replica) are modelled as this: a config that cannot meet
-#: the SLO at any load says nothing about how far it is from meeting it.
-CAPACITY_FLOOR_RPS = 1.0
 #: Relative sd (of the mean residual sd) left on a unit once it is measured.
 MEASUREMENT_NOISE = 0.1
 #: Prior variance of each dimension value's effect on the target's deviation, relative to the
@@ -129,10 +126,8 @@ class Surrogate:
                     weights /= weights.sum()
             if self.capacity:
                 like = slo_similarity(prior.model_slo_ms, self.objective.slo_p99_ms)
-                start = weights if like is None else weights * like / (weights * like).sum()
-                self.floor = FloorModel(
-                    np.less_equal(S, math.log(CAPACITY_FLOOR_RPS) + 1e-6), start
-                )
+                start = weights if like is None else weights * like
+                self.floor = FloorModel(np.less_equal(S, FLOOR_SCORE), start)
             mu = weights @ S
             D = S - mu
             # the level of a model (b0 in the surrogate) is not a config deviation
@@ -156,8 +151,7 @@ class Surrogate:
                     loo[k] = S[k] - X @ coef
                     slopes[k] = coef[1]
                 noise, self.tail = binned_variance(mu, loo, robust=self.capacity)
-                floor = math.log(CAPACITY_FLOOR_RPS) + 1e-6
-                informative = np.greater(S, floor) if self.capacity else None
+                informative = np.greater(S, FLOOR_SCORE) if self.capacity else None
                 self.kernel = ResidualKernel.learn(
                     self.space, self.unit_dims, self.unit_configs, loo / np.sqrt(noise), informative
                 )

@@ -1,11 +1,13 @@
 """The knowledge base, the knowledge that ships with the package, and the prior learned from
 them (see ``_store``, ``_shipped`` and ``_model``)."""
 
-from ._model import Prior, config_features, load_prior, train_prior
+from ._model import CAPACITY_FLOOR_RPS, FLOOR_SCORE, Prior, config_features, load_prior, train_prior
 from ._shipped import shipped_all, shipped_tables
 from ._store import KnowledgeBase, import_tables
 
 __all__ = [
+    "CAPACITY_FLOOR_RPS",
+    "FLOOR_SCORE",
     "KnowledgeBase",
     "Prior",
     "config_features",

@@ -31,8 +31,12 @@ from .._space import SearchSpace
 from .._types import Config, Measurement, ModelTable
 
 PRIOR_FORMAT_VERSION = 1
-#: Capacities below this (requests/s per replica) count as this (see samplers._meta).
+#: Capacities below this (requests/s per replica) count as this: a config that cannot meet the
+#: SLO at any load says nothing about how far it is from meeting it (see autoconf._meta).
 CAPACITY_FLOOR_RPS = 1.0
+#: A ``log_capacity`` score at or below this is a capacity at the floor: a config that missed
+#: the SLO at any load, or failed to deploy.
+FLOOR_SCORE = math.log(CAPACITY_FLOOR_RPS) + 1e-6
 #: Ridge penalty of the config-feature regression.
 RIDGE_ALPHA = 1.0
 #: Leading entries of kops' feature vector (the roofline-like ones) in the model x config
@@ -151,7 +155,7 @@ class Prior:
         X = np.vstack([design(F[k]) for k in range(len(F))])
         y = self.matrix_for(space, configs).reshape(-1)
         if self.kind == "log_capacity":  # a capacity at the floor is a failure, not a size
-            keep = np.isfinite(y) & np.greater(y, math.log(CAPACITY_FLOOR_RPS) + 1e-6)
+            keep = np.isfinite(y) & np.greater(y, FLOOR_SCORE)
         else:
             keep = np.isfinite(y)
         if keep.sum() < X.shape[1]:
