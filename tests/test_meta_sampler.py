@@ -650,6 +650,22 @@ def test_a_config_missing_the_slo_at_any_load_says_its_siblings_do():
         assert p_floor[others].max() < 1e-6
 
 
+def test_feasibility_is_computed_once_per_state_and_read_only():
+    """The acquisition and the stopping rule's figures all read P(serves) of one state: it is
+    computed once, and no reader can change what the others see."""
+    sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
+    table = capacity_table("t", sp, RATES, 100.0)
+    sampler = make_sampler("meta", SamplerContext(sp, table.objective, 0, None, _floor_history(sp)))
+    state = _told(
+        sampler, sp, table, [Config(batch_size=4, gpu_type="T4", replicas=4, cpu_cores=2)]
+    )
+    p = sampler.posterior.feasibility(state)
+    assert sampler.posterior.feasibility(state) is p
+    assert ((p >= 0.0) & (p <= 1.0)).all()
+    with pytest.raises(ValueError):
+        p[0] = 0.5
+
+
 def test_before_any_measurement_a_tight_slo_leans_on_the_models_that_floored():
     """The training models that miss the SLO on every T4 have a tight SLO (20 ms), the others
     a loose one (200 ms): before anything is measured, a target under 20 ms expects its T4

@@ -5,7 +5,7 @@ see the same history)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
@@ -18,7 +18,7 @@ from .._noise import relative_sd
 from .._objective import THROUGHPUT_TOLERANCE, Objective
 from .._space import SearchSpace
 from .._types import Config, Measurement
-from ..prior import CAPACITY_FLOOR_RPS, FLOOR_SCORE
+from ..prior import CAPACITY_FLOOR_RPS, FLOOR_SCORE, measurement_score
 from ._surrogate import Surrogate
 
 #: A measurement this many residual sds above the surrogate's fit is a surprise whose
@@ -40,6 +40,9 @@ class PosteriorState:
     sd: np.ndarray
     best: float | None
     ruled_out: np.ndarray | None = None
+    #: :meth:`Posterior.feasibility` of this state, computed once (the acquisition and the
+    #: stopping rule's three figures all read it)
+    feasible_p: np.ndarray | None = field(default=None, repr=False)
 
 
 def objective_sign(objective: Objective) -> float:
@@ -128,20 +131,11 @@ class Posterior:
         return PosteriorState(measured, pending, mean, sd, best, ruled_out)
 
     def score(self, config: Config, m: Measurement) -> float | None:
-        """What the surrogate regresses on: log capacity per replica at a target load, else
-        the objective (rps per dollar without an SLO)."""
-        if self.model.capacity:
-            if not m.ok:  # failed (out of memory, crash): no capacity, whatever the replicas
-                return math.log(CAPACITY_FLOOR_RPS)
-            if m.capacity_rps is not None:
-                return math.log(max(m.capacity_rps / config.replicas, CAPACITY_FLOOR_RPS))
-            return None
-        if not m.ok:
-            return None
-        v = self.objective.value(m)
-        if v is None and self.objective.slo_p99_ms is None:
-            v = m.rps_per_cost
-        return None if v is None else float(v)
+        """What the surrogate regresses on (the score a prior row holds,
+        :func:`autoconf.prior.measurement_score`): log capacity per replica at a target load,
+        else the objective (rps per dollar without an SLO)."""
+        kind = "log_capacity" if self.model.capacity else "value"
+        return measurement_score(kind, config, m, self.objective)
 
     def score_variance(self, score: float, m: Measurement) -> float:
         """The noise variance of a measurement's score (:func:`autoconf._noise.relative_sd`;
@@ -200,7 +194,10 @@ class Posterior:
 
     def feasibility(self, state: PosteriorState) -> np.ndarray:
         """P(config serves the target load within the SLO): that it meets the SLO at all
-        (:meth:`floor_probability`) times that its capacity reaches the load (the posterior)."""
+        (:meth:`floor_probability`) times that its capacity reaches the load (the posterior).
+        Computed once per state; read-only."""
+        if state.feasible_p is not None:
+            return state.feasible_p
         model = self.model
         target_rps = self.objective.target_rps
         assert target_rps is not None  # callers ask only a capacity objective (model.capacity)
@@ -215,4 +212,6 @@ class Posterior:
                 # a noisy capacity: how likely the true one serves the load
                 have = math.log(max(meas.capacity_rps / model.replicas[i], CAPACITY_FLOOR_RPS))
                 p[i] = float(ndtr((have - need[i]) / rsd))
+        p.flags.writeable = False
+        state.feasible_p = p
         return p

@@ -5,6 +5,7 @@ units (configs, or base configs at a target load), fitted to the target's observ
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import product
 
 import numpy as np
@@ -256,42 +257,45 @@ class Surrogate:
         return _pin_measured(m, v, units, y, noise, obs_var)
 
     def _design(self, y: np.ndarray) -> Design:
-        """The basis and its prior: with a prior, the training models' mean, deviations, main
-        effects, trends and the feature prediction; without one, main effects around the
-        target's own mean and spread (``y``)."""
+        """The basis and its prior: with a prior, :attr:`_prior_design` (the same at every
+        fit); without one, main effects around the target's own mean and spread (``y``)."""
+        if self.D.shape[1] > 0:
+            return self._prior_design
+        U = len(self.mu)
+        spread = max(float(np.var(y)), 1e-6) if len(y) > 1 else 1.0
+        base = np.full(U, float(np.mean(y)) if len(y) else 0.0)
+        var = np.concatenate([[spread], np.full(self.H.shape[1], spread / 2)])
+        effects = slice(1, 1 + self.H.shape[1])
+        return Design(
+            np.hstack([np.ones((U, 1)), self.H]), var, effects, np.full(U, 0.1 * spread), base
+        )
+
+    @cached_property
+    def _prior_design(self) -> Design:
+        """The basis with a prior: the training models' mean, deviations, main effects, trends
+        and the feature prediction, each column with its prior variance."""
         U = len(self.mu)
         K = self.D.shape[1]
-        if K > 0:
-            assert self.noise is not None  # a prior (K > 0) always brings its residual noise
-            base = self.mu
-            centred = self.mu - self.mu.mean()
-            cols = [np.ones((U, 1)), centred[:, None], self.D, self.H, self.T]
-            effects = slice(2 + K, 2 + K + self.H.shape[1])  # the columns of H in Phi
-            if self.from_features is not None:
-                cols.append(self.from_features[:, None])
-            v_b0 = self.level_sd**2
-            v_h = MAIN_EFFECT_VARIANCE * (
-                self.effect_var if self.effect_var is not None else float(np.mean(self.noise))
-            )
-            var = np.concatenate(
-                [
-                    [v_b0],
-                    [self.slope_var],
-                    np.full(K, MODEL_WEIGHT_VARIANCE / K),
-                    np.full(self.H.shape[1], v_h),
-                    self.trend_var,
-                    [FEATURE_PREDICTION_VARIANCE] if self.from_features is not None else [],
-                ]
-            )
-            noise = self.noise
-        else:
-            spread = max(float(np.var(y)), 1e-6) if len(y) > 1 else 1.0
-            base = np.full(U, float(np.mean(y)) if len(y) else 0.0)
-            cols = [np.ones((U, 1)), self.H]
-            effects = slice(1, 1 + self.H.shape[1])
-            var = np.concatenate([[spread], np.full(self.H.shape[1], spread / 2)])
-            noise = np.full(U, 0.1 * spread)
-        return Design(np.hstack(cols), var, effects, noise, base)
+        assert self.noise is not None  # a prior (K > 0) always brings its residual noise
+        centred = self.mu - self.mu.mean()
+        cols = [np.ones((U, 1)), centred[:, None], self.D, self.H, self.T]
+        effects = slice(2 + K, 2 + K + self.H.shape[1])  # the columns of H in Phi
+        if self.from_features is not None:
+            cols.append(self.from_features[:, None])
+        v_h = MAIN_EFFECT_VARIANCE * (
+            self.effect_var if self.effect_var is not None else float(np.mean(self.noise))
+        )
+        var = np.concatenate(
+            [
+                [self.level_sd**2],
+                [self.slope_var],
+                np.full(K, MODEL_WEIGHT_VARIANCE / K),
+                np.full(self.H.shape[1], v_h),
+                self.trend_var,
+                [FEATURE_PREDICTION_VARIANCE] if self.from_features is not None else [],
+            ]
+        )
+        return Design(np.hstack(cols), var, effects, self.noise, self.mu)
 
     def surprise_z(
         self, units: np.ndarray, y: np.ndarray, obs_var: np.ndarray | None = None

@@ -1,7 +1,15 @@
 """The knowledge base, the knowledge that ships with the package, and the prior learned from
 them (see ``_store``, ``_shipped`` and ``_model``)."""
 
-from ._model import CAPACITY_FLOOR_RPS, FLOOR_SCORE, Prior, config_features, load_prior, train_prior
+from ._model import (
+    CAPACITY_FLOOR_RPS,
+    FLOOR_SCORE,
+    Prior,
+    config_features,
+    load_prior,
+    measurement_score,
+    train_prior,
+)
 from ._shipped import shipped_all, shipped_tables
 from ._store import KnowledgeBase, import_tables
 
@@ -13,6 +21,7 @@ __all__ = [
     "config_features",
     "import_tables",
     "load_prior",
+    "measurement_score",
     "shipped_all",
     "shipped_tables",
     "train_prior",
