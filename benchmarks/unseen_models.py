@@ -9,7 +9,8 @@ simulated zoo the shipped knowledge is built from.
 Each model is exported with the TorchScript exporter (``dynamo=False``, opset 17, a dynamic batch
 axis) to ``DIR/<name>.onnx``; a file already there is kept. The set covers the kinds of model a
 user serves: image classification (CNN, hierarchical and mobile transformers), semantic
-segmentation, object detection, text encoders, a seq2seq encoder-decoder,
+segmentation, object detection, text encoders, a seq2seq encoder-decoder, decoder-only
+language models (prefill),
 speech (log-mel and raw waveform), and time-series forecasting. Sizes are the published base
 configs (a few shrunk in depth where the full model would take minutes to export on 2 cores).
 """
@@ -68,6 +69,30 @@ def _seq2seq() -> tuple:
     ids = torch.randint(0, 32000, (1, SEQ))
     dec = torch.randint(0, 32000, (1, 16))
     return Seq2Seq(), (ids, dec), ["input_ids", "decoder_input_ids"]
+
+
+def _causal_lm(cfg_name: str, model_name: str, **cfg: Any) -> Callable[[], tuple]:
+    """A decoder-only language model's prefill: token ids to next-token logits, no cache."""
+
+    def make() -> tuple:
+        import torch
+        import transformers
+
+        config = getattr(transformers, cfg_name)(use_cache=False, **cfg)
+        lm = getattr(transformers, model_name)(config)
+
+        class Prefill(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.lm = lm
+
+            def forward(self, input_ids: Any) -> Any:
+                return self.lm(input_ids=input_ids, use_cache=False).logits
+
+        ids = torch.randint(0, config.vocab_size, (1, SEQ))
+        return Prefill(), (ids,), ["input_ids"]
+
+    return make
 
 
 def _whisper() -> tuple:
@@ -152,6 +177,26 @@ MODELS: dict[str, Callable[[], tuple]] = {
     "whisper-base-encoder": _whisper,
     "wav2vec2-base": _wav2vec2,
     "patchtst": _patchtst,
+    # decoder-only language models (prefill), the published 125M configs (a rotary-embedding
+    # one, Llama or GPT-NeoX, fails the TorchScript exporter of torch 2.13: unordered_map::at)
+    "opt-125m": _causal_lm(
+        "OPTConfig",
+        "OPTForCausalLM",
+        hidden_size=768,
+        num_hidden_layers=12,
+        ffn_dim=3072,
+        num_attention_heads=12,
+        word_embed_proj_dim=768,
+    ),
+    "gpt-neo-125m": _causal_lm(
+        "GPTNeoConfig",
+        "GPTNeoForCausalLM",
+        hidden_size=768,
+        num_layers=12,
+        num_heads=12,
+        attention_types=[[["global", "local"], 6]],
+        window_size=256,
+    ),
 }
 
 
