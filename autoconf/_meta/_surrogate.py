@@ -34,8 +34,9 @@ LEVEL_INFLATIONS = (1.0, 4.0, 16.0, 64.0)
 #: fully, or not at all).
 FEATURE_PREDICTION_VARIANCE = 1.0
 #: At a target load, the candidate prior means of the surrogate: the training models' mean moved
-#: this far towards the kops-feature prediction (0: the mean; 1: the feature prediction); the
-#: target's own measurements choose one by their evidence.
+#: this far towards each kops-feature prediction (``FeaturePrediction``: shared and per-config;
+#: 0: the mean; 1: the feature prediction); the target's own measurements choose one by their
+#: evidence.
 FEATURE_BASES = (0.0, 0.5, 1.0)
 #: Factor on the prior variance of an ordered dimension's log trend (the mean squared trend of
 #: the training models' deviations). With a prior only: on a plain BO without one, trends made
@@ -189,16 +190,20 @@ class Surrogate:
         #: without features
         self.from_features = None
         #: candidate prior means of every unit's score (the training models' mean, and at a
-        #: target load the same moved towards the feature prediction): the evidence picks one
+        #: target load the same moved towards each feature prediction): the evidence picks one
         self.bases = [mu]
         if use_prior:
             pred = prior.predict_from_features(self.space, self.unit_configs, target_features)
-            if pred is not None and converted:
-                pred = self._value_of_log_capacity(pred)
             if pred is not None:
-                self.from_features = pred - pred.mean()
+                shared = self._value_of_log_capacity(pred.shared) if converted else pred.shared
+                self.from_features = shared - shared.mean()
                 if self.capacity:
-                    self.bases = [mu + f * (pred - mu) for f in FEATURE_BASES]
+                    self.bases = [mu] + [
+                        mu + f * (g - mu)
+                        for g in (pred.shared, pred.per_config)
+                        for f in FEATURE_BASES
+                        if f > 0
+                    ]
         self.noise = noise  # None: estimated from the target's observations
 
     def _value_of_log_capacity(self, log_capacity: np.ndarray) -> np.ndarray:

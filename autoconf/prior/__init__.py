@@ -4,6 +4,7 @@ them (see ``_store``, ``_shipped`` and ``_model``)."""
 from ._model import (
     CAPACITY_FLOOR_RPS,
     FLOOR_SCORE,
+    FeaturePrediction,
     Prior,
     config_features,
     load_prior,
@@ -16,6 +17,7 @@ from ._store import KnowledgeBase, import_tables
 __all__ = [
     "CAPACITY_FLOOR_RPS",
     "FLOOR_SCORE",
+    "FeaturePrediction",
     "KnowledgeBase",
     "Prior",
     "config_features",

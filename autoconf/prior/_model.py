@@ -42,6 +42,9 @@ RIDGE_ALPHA = 1.0
 #: Leading entries of kops' feature vector (the roofline-like ones) in the model x config
 #: regression of :meth:`Prior.predict_from_features`.
 MODEL_FEATURES = 8
+#: A config's mean residual corrects the regression (``FeaturePrediction.per_config``) where at
+#: least this many training models have a capacity there (fewer: the bilinear prediction).
+PER_CONFIG_MIN_MODELS = MODEL_FEATURES + 3
 
 
 @functools.lru_cache(maxsize=65536)
@@ -100,6 +103,22 @@ def measurement_score(kind: str, config: Config, m: Measurement, objective) -> f
 
 
 @dataclass
+class FeaturePrediction:
+    """What a target's kops features predict for each config (:meth:`Prior.predict_from_features`).
+
+    ``shared`` is the ridge regression on the model features, the config features and their
+    products: one slope per product, shared by every config. Where a config behaves in a way
+    those products cannot express (a queue delay that only matters at one batch size on one
+    GPU), every model's residual there has the same sign. ``per_config`` adds each config's mean
+    residual over the training models: the regression's own bias at that config, learned from
+    the same data.
+    """
+
+    shared: np.ndarray
+    per_config: np.ndarray
+
+
+@dataclass
 class Prior:
     """Training scores of one space: ``scores[k, i]`` is model ``k``'s score of config ``i``
     (NaN where unmeasured); ``weights``/``bias`` the config-feature ridge regression."""
@@ -131,10 +150,11 @@ class Prior:
 
     def predict_from_features(
         self, space: SearchSpace, configs: list[Config], target_features: np.ndarray | None
-    ) -> np.ndarray | None:
+    ) -> FeaturePrediction | None:
         """Scores of ``configs`` for a model with kops features ``target_features``: a ridge
         regression of every training model's scores on its leading kops features (FLOPs,
-        parameters, bytes, intensity), the configs' features (GPU specs) and their products.
+        parameters, bytes, intensity), the configs' features (GPU specs) and their products,
+        and the same corrected by each config's mean residual (:class:`FeaturePrediction`).
         It follows a target's size across GPU specs where the mean over models cannot (a model
         40x bigger than any in the history is bandwidth-bound on every GPU). None without
         model features."""
@@ -153,7 +173,7 @@ class Prior:
             return np.hstack([np.tile(model, (len(C), 1)), C, products])
 
         X = np.vstack([design(F[k]) for k in range(len(F))])
-        y = self.matrix_for(space, configs).reshape(-1)
+        y = self.matrix_for(space, configs).reshape(-1)  # model-major: K x N
         if self.kind == "log_capacity":  # a capacity at the floor is a failure, not a size
             keep = np.isfinite(y) & np.greater(y, FLOOR_SCORE)
         else:
@@ -165,7 +185,13 @@ class Prior:
         level = float(y[keep].mean())
         A = Xn.T @ Xn + RIDGE_ALPHA * np.eye(X.shape[1])
         beta = np.linalg.solve(A, Xn.T @ (y[keep] - level))
-        return level + ((design(f) - mean) / sd) @ beta
+        shared = level + ((design(f) - mean) / sd) @ beta
+        resid = np.zeros(len(y))
+        resid[keep] = y[keep] - level - Xn @ beta
+        counts = keep.reshape(len(F), len(configs)).sum(0)
+        sums = resid.reshape(len(F), len(configs)).sum(0)
+        bias = np.where(counts >= PER_CONFIG_MIN_MODELS, sums / np.maximum(counts, 1), 0.0)
+        return FeaturePrediction(shared, shared + bias)
 
     def matrix_for(self, space: SearchSpace, configs: list[Config]) -> np.ndarray:
         """Training scores over ``configs`` (K x N); configs unknown to the prior get the
