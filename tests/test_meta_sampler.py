@@ -650,6 +650,37 @@ def test_a_config_missing_the_slo_at_any_load_says_its_siblings_do():
         assert p_floor[others].max() < 1e-6
 
 
+def test_the_per_config_feature_prediction_learns_what_the_shared_slopes_cannot():
+    """Every training model serves 3x more at batch 16 with 2 cores, on every GPU: a bump at one
+    (batch, cores) that slopes on log batch size and log cores cannot draw. The shared
+    regression misses it for a new model; the per-config prediction (its mean residual over the
+    training models) carries it, and elsewhere both follow the model's size."""
+    from autoconf.prior import train_prior
+    from autoconf.prior._model import MODEL_FEATURES, PER_CONFIG_MIN_MODELS
+
+    sp = space(batch=(1, 4, 16, 64))
+    bump = {(16, 2): 3.0}
+
+    def model(name: str, size: float) -> ModelTable:
+        table = capacity_table(name, sp, {g: r / size for g, r in RATES.items()}, 100.0, bump)
+        features = np.full(MODEL_FEATURES, math.log(size))
+        return ModelTable(table.name, sp, table.objective, table.results, features)
+
+    sizes = np.geomspace(0.25, 4.0, PER_CONFIG_MIN_MODELS + 3)
+    prior = train_prior([model(f"m{k}", size) for k, size in enumerate(sizes)])
+    target = model("target", 1.5)
+    configs = sp.configs()
+    assert target.features is not None
+    pred = prior.predict_from_features(sp, configs, target.features)
+    assert pred is not None
+    truth = np.array([math.log(target.results[c].capacity_rps) for c in configs])
+    at_bump = np.array([(c.batch_size, c.cpu_cores) in bump for c in configs])
+    shared_miss = np.abs(pred.shared - truth)[at_bump].mean()
+    per_config_miss = np.abs(pred.per_config - truth)[at_bump].mean()
+    assert shared_miss > 0.4 and per_config_miss < 0.2 * shared_miss, (shared_miss, per_config_miss)
+    assert np.abs(pred.per_config - truth)[~at_bump].mean() < 0.15
+
+
 def test_feasibility_is_computed_once_per_state_and_read_only():
     """The acquisition and the stopping rule's figures all read P(serves) of one state: it is
     computed once, and no reader can change what the others see."""

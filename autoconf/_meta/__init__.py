@@ -10,8 +10,9 @@ The surrogate is a Bayesian linear model of a config's *score* (see ``autoconf.p
 ``mu`` is the prior's mean over the training models, ``g`` what a regression on the target's
 kops features and the configs' GPU specs predicts (``Prior.predict_from_features``; its weight
 ``b2`` learned from the target's measurements; at a target load the leading ``mu(c)`` is instead
-whichever of ``mu``, ``(mu + g) / 2`` and ``g`` the target's measurements are likeliest under,
-so that a model far bigger than its history follows its features from the first measurement),
+whichever of ``mu``, ``(mu + g) / 2``, ``g`` and the same two for ``g`` plus each config's own
+bias (``FeaturePrediction.per_config``) the target's measurements are likeliest under, so that a
+model far bigger than its history follows its features from the first measurement),
 ``D_k`` each training model's deviation from ``mu``: the posterior over ``w`` re-weights the
 training models by how well they explain the target's observations so far (a Gaussian process
 whose kernel is the empirical covariance across models). ``v`` are main effects of each
