@@ -237,7 +237,7 @@ class Surrogate:
         own = noise[units] if obs_var is None else noise[units] + obs_var
         if has_prior:
             var = var.copy()
-            var[0] *= _level_evidence(P, r, var, np.diag(own))[0]
+            var[0] *= _level_evidence(P, r[:, None], var, np.diag(own))[0][0]
         # the residual e(u) is a property of the unit, not observation noise: a measured unit
         # is known up to MEASUREMENT_NOISE (its other replica counts follow from it), and
         # the residual scale is calibrated on the target's own observations
@@ -360,17 +360,24 @@ class Surrogate:
         # likelihood over a small grid): a held-out family whose batch size barely matters
         # shrinks its siblings' spread after a few of them, one whose knobs matter more than
         # its history's widens it
-        best_ll, choice = -np.inf, (1.0, base, 1.0, 1.0)
-        for candidate, residual_scale, effect_scale in product(
-            self.bases, RESIDUAL_SCALES, EFFECT_SCALES
-        ):
+        # the covariance does not depend on the prior mean: one factorisation per scale serves
+        # every candidate mean's residuals
+        residuals = np.stack([y - candidate[units] for candidate in self.bases], axis=1)
+        evidence = {}
+        for residual_scale, effect_scale in product(RESIDUAL_SCALES, EFFECT_SCALES):
             scaled = var.copy()
             scaled[effects] *= effect_scale
-            f, ll = _level_evidence(
-                Phi[units], y - candidate[units], scaled, residual_scale * Koo + own
+            evidence[residual_scale, effect_scale] = _level_evidence(
+                Phi[units], residuals, scaled, residual_scale * Koo + own
             )
-            if ll > best_ll + 1e-9:
-                best_ll, choice = ll, (f, candidate, residual_scale, effect_scale)
+        best_ll, choice = -np.inf, (1.0, base, 1.0, 1.0)
+        for b, (residual_scale, effect_scale) in product(
+            range(len(self.bases)), product(RESIDUAL_SCALES, EFFECT_SCALES)
+        ):
+            factors, lls = evidence[residual_scale, effect_scale]
+            if lls[b] > best_ll + 1e-9:
+                best_ll = lls[b]
+                choice = (factors[b], self.bases[b], residual_scale, effect_scale)
         inflation, base, residual_scale, effect_scale = choice
         r = y - base[units]
         var = var.copy()
@@ -417,27 +424,28 @@ def _pin_measured(
 
 
 def _level_evidence(
-    P: np.ndarray, r: np.ndarray, var: np.ndarray, resid_cov: np.ndarray
-) -> tuple[float, float]:
-    """The factor on the model level's prior variance that maximises the evidence of the
-    target's residuals ``r`` (type-II maximum likelihood over LEVEL_INFLATIONS), and that log
-    evidence: the level's spread across training models is the default, but a target far
-    outside it (every config 3x faster than any training model) widens it, so its first
-    measurements move every prediction."""
-    n = len(r)
+    P: np.ndarray, R: np.ndarray, var: np.ndarray, resid_cov: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``R`` (the target's residuals under one candidate prior mean each), the
+    factor on the model level's prior variance that maximises their evidence (type-II maximum
+    likelihood over LEVEL_INFLATIONS), and that log evidence: the level's spread across
+    training models is the default, but a target far outside it (every config 3x faster than
+    any training model) widens it, so its first measurements move every prediction."""
+    n, m = R.shape
+    best, best_ll = np.ones(m), np.full(m, -np.inf)
     if n == 0:
-        return 1.0, 0.0
+        return best, np.zeros(m)
     base = (P[:, 1:] * var[1:]) @ P[:, 1:].T + resid_cov
     ones = P[:, 0:1] @ P[:, 0:1].T
-    best, best_ll = 1.0, -np.inf
     for f in LEVEL_INFLATIONS:
         C = base + f * var[0] * ones
         sign, logdet = np.linalg.slogdet(C)
         if sign <= 0:
             continue
-        ll = -0.5 * (logdet + r @ np.linalg.solve(C, r))
-        if ll > best_ll + 1e-9:
-            best, best_ll = f, ll
+        ll = -0.5 * (logdet + np.einsum("ij,ij->j", R, np.linalg.solve(C, R)))
+        better = ll > best_ll + 1e-9
+        best = np.where(better, f, best)
+        best_ll = np.where(better, ll, best_ll)
     return best, best_ll
 
 
