@@ -656,7 +656,7 @@ def test_the_per_config_feature_prediction_learns_what_the_shared_slopes_cannot(
     regression misses it for a new model; the per-config prediction (its mean residual over the
     training models) carries it, and elsewhere both follow the model's size."""
     from autoconf.prior import train_prior
-    from autoconf.prior._model import MODEL_FEATURES, PER_CONFIG_MIN_MODELS
+    from autoconf.prior._model import MODEL_FEATURES
 
     sp = space(batch=(1, 4, 16, 64))
     bump = {(16, 2): 3.0}
@@ -666,7 +666,7 @@ def test_the_per_config_feature_prediction_learns_what_the_shared_slopes_cannot(
         features = np.full(MODEL_FEATURES, math.log(size))
         return ModelTable(table.name, sp, table.objective, table.results, features)
 
-    sizes = np.geomspace(0.25, 4.0, PER_CONFIG_MIN_MODELS + 3)
+    sizes = np.geomspace(0.25, 4.0, 14)
     prior = train_prior([model(f"m{k}", size) for k, size in enumerate(sizes)])
     target = model("target", 1.5)
     configs = sp.configs()

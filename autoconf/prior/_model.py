@@ -42,9 +42,6 @@ RIDGE_ALPHA = 1.0
 #: Leading entries of kops' feature vector (the roofline-like ones) in the model x config
 #: regression of :meth:`Prior.predict_from_features`.
 MODEL_FEATURES = 8
-#: A config's mean residual corrects the regression (``FeaturePrediction.per_config``) where at
-#: least this many training models have a capacity there (fewer: the bilinear prediction).
-PER_CONFIG_MIN_MODELS = MODEL_FEATURES + 3
 
 
 @functools.lru_cache(maxsize=65536)
@@ -190,7 +187,7 @@ class Prior:
         resid[keep] = y[keep] - level - Xn @ beta
         counts = keep.reshape(len(F), len(configs)).sum(0)
         sums = resid.reshape(len(F), len(configs)).sum(0)
-        bias = np.where(counts >= PER_CONFIG_MIN_MODELS, sums / np.maximum(counts, 1), 0.0)
+        bias = sums / np.maximum(counts, 1)  # 0 where no training model has a capacity
         return FeaturePrediction(shared, shared + bias)
 
     def matrix_for(self, space: SearchSpace, configs: list[Config]) -> np.ndarray:
