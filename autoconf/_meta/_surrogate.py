@@ -371,13 +371,11 @@ class Surrogate:
                 Phi[units], residuals, scaled, residual_scale * Koo + own
             )
         best_ll, choice = -np.inf, (1.0, base, 1.0, 1.0)
-        for b, (residual_scale, effect_scale) in product(
-            range(len(self.bases)), product(RESIDUAL_SCALES, EFFECT_SCALES)
-        ):
-            factors, lls = evidence[residual_scale, effect_scale]
-            if lls[b] > best_ll + 1e-9:
-                best_ll = lls[b]
-                choice = (factors[b], self.bases[b], residual_scale, effect_scale)
+        for b, candidate in enumerate(self.bases):
+            for (residual_scale, effect_scale), (factors, lls) in evidence.items():
+                if lls[b] > best_ll + 1e-9:
+                    best_ll = lls[b]
+                    choice = (factors[b], candidate, residual_scale, effect_scale)
         inflation, base, residual_scale, effect_scale = choice
         r = y - base[units]
         var = var.copy()
