@@ -77,6 +77,13 @@ def group_of(name: str) -> str:
     return name.split("@", 1)[0]
 
 
+def history_for(table: ModelTable, train: list[ModelTable]) -> list[ModelTable]:
+    """What a run on ``table`` may learn from: ``train`` without the table's group (every
+    variant of its model family), and of that the tables in its space where there are any."""
+    history = [t for t in train if group_of(t.name) != group_of(table.name)]
+    return [t for t in history if t.space.name == table.space.name] or history
+
+
 def optimum_of(table: ModelTable) -> float:
     values = [v for m in table.results.values() if (v := table.objective.value(m)) is not None]
     if not values:
@@ -211,9 +218,7 @@ def run_bench(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     records: list[BenchRecord] = []
     for table in evaluate:
-        history = [t for t in train if group_of(t.name) != group_of(table.name)]
-        same_space = [t for t in history if t.space.name == table.space.name]
-        history = same_space or history
+        history = history_for(table, train)
         for sampler in samplers:
             for seed in range((seeds or {}).get(sampler, repeats)):
                 record = run_one(sampler, table, history, seed, budget)

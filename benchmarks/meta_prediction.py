@@ -21,7 +21,7 @@ import numpy as np
 import optuna
 from _output import emit_json
 
-from autoconf._bench import group_of
+from autoconf._bench import history_for
 from autoconf.datasets import zoo_tables
 from autoconf.prior._shipped import shipped_tables
 from autoconf.samplers import SamplerContext, make_sampler
@@ -80,8 +80,7 @@ def main() -> None:
     train = shipped_tables(tables[0].space)
     rows: dict[int, list[tuple]] = {n: [] for n in args.measured}
     for t in tables:
-        history = [h for h in train if group_of(h.name) != group_of(t.name)]
-        ctx = SamplerContext(t.space, t.objective, 0, t.features, history)
+        ctx = SamplerContext(t.space, t.objective, 0, t.features, history_for(t, train))
         model = make_sampler("meta", ctx).model
         for n, v in errors(model, unit_log_capacity(model, t), args.measured, args.draws).items():
             rows[n].extend(v)

@@ -31,9 +31,9 @@ import numpy as np
 import optuna
 from _output import emit_json
 
-from autoconf._bench import group_of, load_dataset, run_one
+from autoconf._bench import history_for, load_dataset, run_one
 from autoconf._meta import _surrogate
-from autoconf.prior import CAPACITY_FLOOR_RPS
+from autoconf.prior import CAPACITY_FLOOR_RPS, measurement_score
 
 BUDGET = 100
 #: What the told capacities are off by, in log capacity (the search learns it from a measurement).
@@ -44,13 +44,14 @@ _history: list | None = None
 
 
 def true_log_capacity(table, unit_dims: list[str], unit_configs: list) -> np.ndarray:
-    """The table's log capacity per replica of every unit (median over its replica counts; the
-    capacity floor where the config fails or never meets the SLO)."""
+    """The table's log capacity per replica of every unit (the score a prior row holds, median
+    over its replica counts; the capacity floor where a config has none)."""
+    floor = math.log(CAPACITY_FLOOR_RPS)
     per_unit: dict[tuple, list[float]] = {}
     for c, m in table.results.items():
-        rps = m.capacity_rps if m.ok and m.capacity_rps else 0.0
+        score = measurement_score("log_capacity", c, m, table.objective)
         key = tuple(getattr(c, d) for d in unit_dims)
-        per_unit.setdefault(key, []).append(math.log(max(rps / c.replicas, CAPACITY_FLOOR_RPS)))
+        per_unit.setdefault(key, []).append(floor if score is None else score)
     return np.array(
         [statistics.median(per_unit[tuple(getattr(c, d) for d in unit_dims)]) for c in unit_configs]
     )
@@ -66,8 +67,7 @@ def run(job: tuple[str, int, float]) -> tuple[str, int, float, int | None]:
         _history = load_dataset("shipped")
     assert _history is not None
     table = _tables[name]
-    history = [h for h in _history if group_of(h.name) != group_of(name)]
-    history = [h for h in history if h.space.name == table.space.name] or history
+    history = history_for(table, _history)
     build = _surrogate.Surrogate._build_features
     rng = np.random.default_rng(seed)
 

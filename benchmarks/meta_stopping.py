@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import optuna
 
-from autoconf._bench import group_of, load_dataset, optimum_of
+from autoconf._bench import history_for, load_dataset, optimum_of
+from autoconf._errors import UserError
 from autoconf._study import run_trials
 from autoconf.samplers import SamplerContext, make_sampler
 from autoconf.stopping import StoppingContext, make_stopping_rule
@@ -32,10 +34,11 @@ def main() -> None:
     tables = load_dataset(args.dataset)
     runs = []
     for t in tables:
-        history = [h for h in tables if group_of(h.name) != group_of(t.name)]
+        history = history_for(t, tables)
         try:
             opt = optimum_of(t)
-        except Exception:
+        except UserError as exc:  # a table with no feasible config has no optimum to stop at
+            print(f"skipped: {exc}", file=sys.stderr)
             continue
         for seed in range(args.seeds):
             ctx = SamplerContext(t.space, t.objective, seed, t.features, history)

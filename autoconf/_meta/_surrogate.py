@@ -4,9 +4,9 @@ units (configs, or base configs at a target load), fitted to the target's observ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from itertools import product
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,8 +53,7 @@ EFFECT_SCALES = (0.3, 1.0)
 LOO_SCALE_MIN = 0.05
 
 
-@dataclass
-class Design:
+class Design(NamedTuple):
     """The linear model's basis over the units (``Phi``: units x columns), each column's prior
     variance (``var``), where the main effects' columns are (``effects``), the per-unit residual
     variance (``noise``) and the prior mean of every unit's score (``base``)."""
@@ -226,7 +225,7 @@ class Surrogate:
         False leaves the measured units at what the model fits there (independent residuals
         only): how far a measurement lies from it is its surprise (:meth:`surprise_z`)."""
         design = self._design(y)
-        Phi, var, noise, base = design.Phi, design.var, design.noise, design.base
+        Phi, var, _, noise, base = design
         has_prior = self.D.shape[1] > 0
         if len(units) == 0:
             return base.copy(), np.sqrt((Phi**2) @ var + noise)
@@ -340,13 +339,7 @@ class Surrogate:
         :class:`ResidualKernel`): a measurement also moves the units that share most of its
         knobs. Function-space form, so the cost is linear in the number of units."""
         assert self.kernel is not None  # fit() comes here only with a kernel
-        Phi, var, effects, noise, base = (
-            design.Phi,
-            design.var,
-            design.effects,
-            design.noise,
-            design.base,
-        )
+        Phi, var, effects, noise, base = design
         U = len(base)
         sd = np.sqrt(noise)
         Kuo = self.kernel.cross(np.arange(U), units) * sd[:, None] * sd[units][None, :]
