@@ -105,105 +105,105 @@ class Surrogate:
         self._build_features(prior, target_features)
 
     def _build_features(self, prior, target_features) -> None:
+        """What the surrogate takes from the prior (its mean, the training models' deviations
+        and the residual they leave, the floor model, the feature prediction) and the basis of
+        main effects and trends a target's measurements fit."""
         U = len(self.unit_configs)
         kind = "log_capacity" if self.capacity else "value"
         # without a target load a capacity prior still says what a config serves per dollar
         converted = prior is not None and not self.capacity and prior.kind == "log_capacity"
         use_prior = prior is not None and (prior.kind == kind or converted)
-        if use_prior:
-            S = prior.matrix_for(self.space, self.unit_configs)  # K x U
-            if converted:
-                S = self._value_of_log_capacity(S)
-            self.prior_matrix = S
-            K = S.shape[0]
-            weights = np.full(K, 1.0 / K)
-            if target_features is not None and prior.model_features is not None:
-                f = np.asarray(target_features, dtype=float)
-                F = prior.model_features
-                if F.shape[1] == f.shape[0]:
-                    scale = F.std(0) + 1e-9
-                    d2 = (((F - f) / scale) ** 2).mean(1)
-                    weights = np.exp(-0.5 * d2 / max(np.median(d2), 1e-9))
-                    weights /= weights.sum()
-            if self.capacity:
-                like = slo_similarity(prior.model_slo_ms, self.objective.slo_p99_ms)
-                start = weights if like is None else weights * like
-                self.floor = FloorModel(np.less_equal(S, FLOOR_SCORE), start)
-            mu = weights @ S
-            D = S - mu
-            # the level of a model (b0 in the surrogate) is not a config deviation
-            offsets = D.mean(1)
-            D = D - offsets[:, None]
-            self.level_sd = float(np.sqrt(np.mean(offsets**2))) + 1e-3
-            # leave-one-out residual after each model's own level and slope, binned by prior
-            # level (heteroscedastic noise): what the surrogate cannot explain
-            if K >= 3:
-                # the per-unit residual is what is left after everything the surrogate fits to a
-                # target (level, slope, main effects): counting the main effects in it too would
-                # let one measurement move the unit itself instead of the shared level
-                Hm = _onehots(self.space, self.unit_dims, self.unit_configs)
-                loo = np.empty_like(S)
-                slopes = np.empty(K)
-                for k in range(K):
-                    rest = (S.sum(0) - S[k]) / (K - 1)
-                    X = np.hstack([np.ones((U, 1)), rest[:, None], Hm])
-                    G = X.T @ X + RESIDUAL_RIDGE * np.diag([0.0, 0.0] + [1.0] * Hm.shape[1])
-                    coef = np.linalg.solve(G, X.T @ S[k])
-                    loo[k] = S[k] - X @ coef
-                    slopes[k] = coef[1]
-                noise, self.tail = binned_variance(mu, loo, robust=self.capacity)
-                informative = np.greater(S, FLOOR_SCORE) if self.capacity else None
-                self.kernel = ResidualKernel.learn(
-                    self.space, self.unit_dims, self.unit_configs, loo / np.sqrt(noise), informative
-                )
-                self.slope_var = float(np.mean((slopes - 1.0) ** 2)) + 1e-4
-            else:
-                noise = np.full(U, max(float(D.var()), 1e-6) + 1e-6)
-            self.n_models = K
-            if K < 3:
-                self.slope_var = 0.25
-        else:
-            self.slope_var = 0.25
-            mu = np.zeros(U)
-            D = np.zeros((0, U))
-            noise = None
-            self.level_sd = 1.0
-            self.n_models = 0
-        self.mu = mu
         # one-hot main effects of every unit dimension with more than one value
-        H = _onehots(self.space, self.unit_dims, self.unit_configs)
-        self.H = H
+        self.H = _onehots(self.space, self.unit_dims, self.unit_configs)
+        self.slope_var = 0.25
+        self.level_sd = 1.0
+        self.n_models = 0
+        self.noise: np.ndarray | None = None  # None: estimated from the target's observations
+        mu, D = np.zeros(U), np.zeros((0, U))
+        if use_prior:
+            mu, D = self._learn_prior(prior, target_features, converted)
+        self.mu = mu
+        self.D = D.T  # U x K
         # a trend in the log of every ordered dimension (with a prior only): what lets measured
         # batch sizes 2..16 rising say that 32 rises further (one-hot effects cannot extrapolate)
-        self.T = _trends(self.space, self.unit_dims, self.unit_configs) if use_prior else H[:, :0]
+        self.T = (
+            _trends(self.space, self.unit_dims, self.unit_configs) if use_prior else self.H[:, :0]
+        )
         slopes = (self.T.T @ D.T) / np.maximum((self.T**2).sum(0), 1e-12)[:, None]  # trends x K
         self.trend_var = TREND_VARIANCE * np.mean(slopes**2, axis=1) + 1e-12
         # prior variance of a main effect: how large they are in the training deviations
         self.effect_var = None
-        if use_prior and H.shape[1] and D.shape[0]:
-            G = H.T @ H + 1e-3 * U * np.eye(H.shape[1])
-            coef = np.linalg.solve(G, H.T @ D.T)  # columns x K
+        if use_prior and self.H.shape[1] and D.shape[0]:
+            G = self.H.T @ self.H + 1e-3 * U * np.eye(self.H.shape[1])
+            coef = np.linalg.solve(G, self.H.T @ D.T)  # columns x K
             self.effect_var = float(np.mean(coef**2)) + 1e-12
-        self.D = D.T  # U x K
         #: what the target's kops features predict (centred), a basis of the surrogate; None
         #: without features
-        self.from_features = None
+        self.from_features: np.ndarray | None = None
         #: candidate prior means of every unit's score (the training models' mean, and at a
         #: target load the same moved towards each feature prediction): the evidence picks one
         self.bases = [mu]
         if use_prior:
-            pred = prior.predict_from_features(self.space, self.unit_configs, target_features)
-            if pred is not None:
-                shared = self._value_of_log_capacity(pred.shared) if converted else pred.shared
-                self.from_features = shared - shared.mean()
-                if self.capacity:
-                    self.bases = [mu] + [
-                        mu + f * (g - mu)
-                        for g in (pred.shared, pred.per_config)
-                        for f in FEATURE_BASES
-                        if f > 0
-                    ]
-        self.noise = noise  # None: estimated from the target's observations
+            self._learn_feature_bases(prior, target_features, converted)
+
+    def _learn_prior(
+        self, prior, target_features, converted: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The prior's mean score of every unit (training models weighed by their kops features'
+        likeness to the target's) and each training model's deviation from it less its own
+        level (K x U); also the level's spread, the floor model and the residual model."""
+        S = prior.matrix_for(self.space, self.unit_configs)  # K x U
+        if converted:
+            S = self._value_of_log_capacity(S)
+        self.prior_matrix = S
+        K = S.shape[0]
+        self.n_models = K
+        weights = _similarity_weights(prior.model_features, target_features, K)
+        if self.capacity:
+            like = slo_similarity(prior.model_slo_ms, self.objective.slo_p99_ms)
+            start = weights if like is None else weights * like
+            self.floor = FloorModel(np.less_equal(S, FLOOR_SCORE), start)
+        mu = weights @ S
+        D = S - mu
+        # the level of a model (b0 in the surrogate) is not a config deviation
+        offsets = D.mean(1)
+        D = D - offsets[:, None]
+        self.level_sd = float(np.sqrt(np.mean(offsets**2))) + 1e-3
+        if K >= 3:
+            self.noise = self._learn_residual(S, mu)
+        else:
+            self.noise = np.full(S.shape[1], max(float(D.var()), 1e-6) + 1e-6)
+        return mu, D
+
+    def _learn_residual(self, S: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """The per-unit residual variance, binned by prior level (heteroscedastic), from each
+        training model's leave-one-out residual; also its tail, its kernel over units and the
+        spread of the models' slopes on the others' mean."""
+        loo, slopes = _loo_residuals(S, self.H)
+        noise, self.tail = binned_variance(mu, loo, robust=self.capacity)
+        informative = np.greater(S, FLOOR_SCORE) if self.capacity else None
+        self.kernel = ResidualKernel.learn(
+            self.space, self.unit_dims, self.unit_configs, loo / np.sqrt(noise), informative
+        )
+        self.slope_var = float(np.mean((slopes - 1.0) ** 2)) + 1e-4
+        return noise
+
+    def _learn_feature_bases(self, prior, target_features, converted: bool) -> None:
+        """The feature prediction's column and, at a target load, the candidate prior means
+        moved towards each feature prediction (:data:`FEATURE_BASES`)."""
+        pred = prior.predict_from_features(self.space, self.unit_configs, target_features)
+        if pred is None:
+            return
+        shared = self._value_of_log_capacity(pred.shared) if converted else pred.shared
+        self.from_features = shared - shared.mean()
+        if self.capacity:
+            mu = self.mu
+            self.bases = [mu] + [
+                mu + f * (g - mu)
+                for g in (pred.shared, pred.per_config)
+                for f in FEATURE_BASES
+                if f > 0
+            ]
 
     def _value_of_log_capacity(self, log_capacity: np.ndarray) -> np.ndarray:
         """Requests/s per dollar-hour of every unit from its log capacity per replica at the SLO
@@ -438,6 +438,41 @@ def _level_evidence(
         best = np.where(better, f, best)
         best_ll = np.where(better, ll, best_ll)
     return best, best_ll
+
+
+def _similarity_weights(model_features: np.ndarray | None, target_features, K: int) -> np.ndarray:
+    """Each training model's weight in the prior mean: a Gaussian kernel on the distance of its
+    standardised kops features to the target's (bandwidth: the median distance); uniform
+    without features."""
+    weights = np.full(K, 1.0 / K)
+    if target_features is None or model_features is None:
+        return weights
+    f = np.asarray(target_features, dtype=float)
+    F = model_features
+    if F.shape[1] != f.shape[0]:
+        return weights
+    scale = F.std(0) + 1e-9
+    d2 = (((F - f) / scale) ** 2).mean(1)
+    weights = np.exp(-0.5 * d2 / max(np.median(d2), 1e-9))
+    return weights / weights.sum()
+
+
+def _loo_residuals(S: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each training model's residual (K x U) after what the surrogate fits to a target (a
+    level, a slope on the other models' mean, ridge main effects ``H``), and its slope. Main
+    effects are fitted here too: counting them in the residual would let one measurement move
+    the unit itself instead of the shared level."""
+    K, U = S.shape
+    loo = np.empty_like(S)
+    slopes = np.empty(K)
+    for k in range(K):
+        rest = (S.sum(0) - S[k]) / (K - 1)
+        X = np.hstack([np.ones((U, 1)), rest[:, None], H])
+        G = X.T @ X + RESIDUAL_RIDGE * np.diag([0.0, 0.0] + [1.0] * H.shape[1])
+        coef = np.linalg.solve(G, X.T @ S[k])
+        loo[k] = S[k] - X @ coef
+        slopes[k] = coef[1]
+    return loo, slopes
 
 
 def _trends(space: SearchSpace, dims: list[str], configs: list[Config]) -> np.ndarray:
