@@ -681,9 +681,9 @@ def test_the_per_config_feature_prediction_learns_what_the_shared_slopes_cannot(
     assert np.abs(pred.per_config - truth)[~at_bump].mean() < 0.15
 
 
-def test_feasibility_is_computed_once_per_state_and_read_only():
+def test_feasibility_is_made_with_the_state_and_read_only():
     """The acquisition and the stopping rule's figures all read P(serves) of one state: it is
-    computed once, and no reader can change what the others see."""
+    made with the state, and no reader can change what the others see."""
     sp = space(replicas=(1, 2, 3, 4), batch=(1, 4, 16))
     table = capacity_table("t", sp, RATES, 100.0)
     sampler = make_sampler("meta", SamplerContext(sp, table.objective, 0, None, _floor_history(sp)))
@@ -691,7 +691,7 @@ def test_feasibility_is_computed_once_per_state_and_read_only():
         sampler, sp, table, [Config(batch_size=4, gpu_type="T4", replicas=4, cpu_cores=2)]
     )
     p = sampler.posterior.feasibility(state)
-    assert sampler.posterior.feasibility(state) is p
+    assert state.feasible_p is p and sampler.posterior.feasibility(state) is p
     assert ((p >= 0.0) & (p <= 1.0)).all()
     with pytest.raises(ValueError):
         p[0] = 0.5

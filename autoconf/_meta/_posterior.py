@@ -40,8 +40,9 @@ class PosteriorState:
     sd: np.ndarray
     best: float | None
     ruled_out: np.ndarray | None = None
-    #: :meth:`Posterior.feasibility` of this state, computed once (the acquisition and the
-    #: stopping rule's three figures all read it)
+    #: P(config serves the target load within the SLO), read-only (None without a target
+    #: load): made with the state, since the acquisition and the stopping rule's three figures
+    #: all read it (:meth:`Posterior.feasibility`)
     feasible_p: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -128,7 +129,10 @@ class Posterior:
             fu = np.unique(model.unit_of[ruled_out])
             mean[fu] = math.log(CAPACITY_FLOOR_RPS)
             sd[fu] = 1e-3
-        return PosteriorState(measured, pending, mean, sd, best, ruled_out)
+        state = PosteriorState(measured, pending, mean, sd, best, ruled_out)
+        if model.capacity:
+            state.feasible_p = self._feasible_p(state)
+        return state
 
     def score(self, config: Config, m: Measurement) -> float | None:
         """What the surrogate regresses on (the score a prior row holds,
@@ -193,11 +197,13 @@ class Posterior:
         return model.floor.probability(np.array(units, dtype=int), np.array(floored, dtype=bool))
 
     def feasibility(self, state: PosteriorState) -> np.ndarray:
-        """P(config serves the target load within the SLO): that it meets the SLO at all
-        (:meth:`floor_probability`) times that its capacity reaches the load (the posterior).
-        Computed once per state; read-only."""
-        if state.feasible_p is not None:
-            return state.feasible_p
+        """P(config serves the target load within the SLO), read-only: that it meets the SLO at
+        all (:meth:`floor_probability`) times that its capacity reaches the load (the
+        posterior). Only a capacity objective has it."""
+        assert state.feasible_p is not None  # callers ask only a capacity objective
+        return state.feasible_p
+
+    def _feasible_p(self, state: PosteriorState) -> np.ndarray:
         model = self.model
         target_rps = self.objective.target_rps
         assert target_rps is not None  # callers ask only a capacity objective (model.capacity)
@@ -213,5 +219,4 @@ class Posterior:
                 have = math.log(max(meas.capacity_rps / model.replicas[i], CAPACITY_FLOOR_RPS))
                 p[i] = float(ndtr((have - need[i]) / rsd))
         p.flags.writeable = False
-        state.feasible_p = p
         return p
