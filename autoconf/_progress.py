@@ -149,6 +149,8 @@ class SearchProgress:
                 self.best = e.value
                 self.best_config = short_config(e.config)
             feasible = "yes" if e.value is not None else ("failed" if not m.ok else "no")
+            tries = f"{m.attempts} {'try' if m.attempts == 1 else 'tries'}"
+            stable = "" if m.stable is None else ("yes" if m.stable else f"no ({tries})")
             row = (
                 f"{self.done_before + self._count}/{self.budget}",
                 short_config(e.config),
@@ -156,13 +158,15 @@ class SearchProgress:
                 _fmt(m.capacity_rps if m.capacity_rps is not None else m.throughput_rps, " rps"),
                 f"${m.cost_per_hour:,.4f}/h",
                 feasible,
+                stable,
                 f"{m.wall_s:,.0f} s",
             )
             self._rows.append(row)
             if not self.live and not self.quiet:
                 self.console.print(
                     f"trial {row[0]}  {row[1]}  p99 {row[2]}  {row[3]}  {row[4]}  feasible: "
-                    f"{row[5]}  ({row[6]})  best: {self._best_text()}  {self._times()}",
+                    f"{row[5]}{f'  stable: {stable}' if stable else ''}  ({row[7]})  "
+                    f"best: {self._best_text()}  {self._times()}",
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -203,7 +207,7 @@ class SearchProgress:
 
     def _table(self) -> Table:
         table = Table(title="autoconf search", expand=False, show_lines=False)
-        for col in ("trial", "config", "p99", "served", "cost", "feasible", "took"):
+        for col in ("trial", "config", "p99", "served", "cost", "feasible", "stable", "took"):
             table.add_column(col, justify="left" if col == "config" else "right")
         for row in self._rows[-12:]:
             style = "green" if row[5] == "yes" else ("red" if row[5] == "failed" else None)
@@ -212,7 +216,7 @@ class SearchProgress:
         for n, run in enumerate(self._running.values(), start=1):
             number = self.done_before + self._count + n
             table.add_row(
-                f"{number}/{self.budget}", run.config, "", "", "", "measuring",
+                f"{number}/{self.budget}", run.config, "", "", "", "measuring", "",
                 duration(now - run.started), style="bold yellow",
             )  # fmt: skip
         return table

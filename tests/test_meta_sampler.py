@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import optuna
@@ -113,6 +114,16 @@ def test_plain_bo_without_history_learns_main_effects():
     target = value_table("t", sp, 0.0, 0)
     found = [evals_to_optimum(target, search(target, [], 54, s)[1]) for s in range(3)]
     assert all(f is not None and f <= 15 for f in found)
+
+
+def test_without_history_the_sampler_warns_of_nothing():
+    """A first search on a space no knowledge covers (``cpu-local``) builds its surrogate
+    without a prior: no numpy warning may reach the user's terminal."""
+    sp = space()
+    target = value_table("t", sp, 0.0, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evals_to_optimum(target, search(target, [], 54, 0)[1]) is not None
 
 
 def capacity_table(

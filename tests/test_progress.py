@@ -81,6 +81,27 @@ def test_confidence_is_shown_once_enough_configs_are_measured_and_one_is_feasibl
     assert "confidence the best is within 5% of optimal: 42%" in _text(progress)
 
 
+def test_every_trial_line_says_whether_its_measurement_was_stable(capsys):
+    """A figure taken under interference is flagged where the user first sees it: the trial's
+    line and the live table say unstable and how many fresh deployments were tried; a table's
+    or the simulator's answer (stability unknown) says nothing."""
+    objective = Objective(slo_p99_ms=50)
+    progress = SearchProgress(objective, budget=10, clock=Clock())
+    ok = dict(ok=True, cost_per_hour=0.5, throughput_rps=250.0, capacity_rps=250.0, p99_ms=9.0)
+    cases = [
+        (Measurement(**ok, stable=False, attempts=2), "stable: no (2 tries)"),
+        (Measurement(**ok, stable=True), "stable: yes"),
+        (Measurement(**ok), None),
+    ]
+    for n, (m, expected) in enumerate(cases, start=1):
+        progress.update(Evaluation(n, Config(n, "cpu"), m, objective.value(m)))
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith(f"trial {n}/10")
+        assert (expected in line) if expected else ("stable" not in line), line
+    table = _text(progress)
+    assert "stable" in table and "no (2 tries)" in table
+
+
 class Stepped(stress.Deployment):
     """Not a server: meets a 50 ms p99 below 400 requests/s."""
 

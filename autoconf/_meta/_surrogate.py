@@ -129,8 +129,10 @@ class Surrogate:
         self.T = (
             _trends(self.space, self.unit_dims, self.unit_configs) if use_prior else self.H[:, :0]
         )
-        slopes = (self.T.T @ D.T) / np.maximum((self.T**2).sum(0), 1e-12)[:, None]  # trends x K
-        self.trend_var = TREND_VARIANCE * np.mean(slopes**2, axis=1) + 1e-12
+        self.trend_var = np.full(self.T.shape[1], 1e-12)
+        if D.shape[0]:
+            slopes = (self.T.T @ D.T) / np.maximum((self.T**2).sum(0), 1e-12)[:, None]  # x K
+            self.trend_var += TREND_VARIANCE * np.mean(slopes**2, axis=1)
         # prior variance of a main effect: how large they are in the training deviations
         self.effect_var = None
         if use_prior and self.H.shape[1] and D.shape[0]:
