@@ -1,7 +1,7 @@
 """How far ``meta``'s search is from its bars because of its predictions, and how far because of
 the search itself: ``meta`` told each held-out model's true capacities.
 
-    python benchmarks/meta_shape_oracle.py [--seeds 3] [--errors 0 0.1 0.2] [--out results/shipped/shape_oracle.json]
+    python benchmarks/meta_shape_oracle.py [--dataset sim:zoo] [--seeds 3] [--errors 0 0.1 0.2] [--out FILE]
 
 For every table of the simulated zoo, ``meta`` runs as ``autoconf bench --train shipped`` runs it
 (the shipped knowledge with the table's family held out, budget 100), except that its prior mean
@@ -57,13 +57,13 @@ def true_log_capacity(table, unit_dims: list[str], unit_configs: list) -> np.nda
     )
 
 
-def run(job: tuple[str, int, float]) -> tuple[str, int, float, int | None]:
+def run(job: tuple[str, str, int, float]) -> tuple[str, int, float, int | None]:
     """One table, one seed, one error size: evaluations to within 5 %."""
     global _tables, _history
-    name, seed, error = job
+    dataset, name, seed, error = job
     if _tables is None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        _tables = {t.name: t for t in load_dataset("sim:zoo")}
+        _tables = {t.name: t for t in load_dataset(dataset)}
         _history = load_dataset("shipped")
     assert _history is not None
     table = _tables[name]
@@ -99,13 +99,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--errors", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--dataset", default="sim:zoo", help="tables to search (autoconf bench's --eval)"
+    )
     parser.add_argument("--out")
     args = parser.parse_args()
-    names = [t.name for t in load_dataset("sim:zoo")]
-    jobs = [(n, s, e) for e in args.errors for n in names for s in range(args.seeds)]
+    names = [t.name for t in load_dataset(args.dataset)]
+    jobs = [(args.dataset, n, s, e) for e in args.errors for n in names for s in range(args.seeds)]
     with Pool(args.processes) as pool:
         results = pool.map(run, jobs, chunksize=1)
     figures = {
+        "dataset": args.dataset,
         "offset_log_capacity": OFFSET,
         "budget": BUDGET,
         "seeds": args.seeds,
