@@ -9,8 +9,8 @@ except that its prior mean of every base config is the table's own log capacity 
 (the median over its replica counts), moved by a constant it must learn from its first
 measurement (``OFFSET``, in log capacity: the level is never known in advance) and blurred by
 an independent error of sd ``error`` per base config. The rest of the surrogate (the training
-models' deviations, the residual kernel, the floor model) is left as the history makes it, so the search does not know
-how good its prior is. Figures: evaluations to within 5 % of the cheapest feasible config.
+models' deviations, the residual kernel, the floor model) is left as the history makes it, so
+the search does not know how good its prior is. Figures: evaluations to within 5 % of the cheapest feasible config.
 
 With ``error`` 0 the gap to ``benchmarks/meta_sim_bound.py`` (an acquisition told every
 capacity, level included) is what the level and ``meta``'s own acquisition cost; the gap to
