@@ -1,7 +1,8 @@
 """How far ``meta``'s search is from its bars because of its predictions, and how far because of
 the search itself: ``meta`` told each held-out model's true capacities.
 
-    python benchmarks/meta_shape_oracle.py [--dataset sim:zoo] [--seeds 3] [--errors 0 0.1 0.2] [--out FILE]
+    python benchmarks/meta_shape_oracle.py [--dataset sim:zoo] [--seeds 3] [--errors 0 0.1 0.2] \
+        [--out FILE]
 
 For every table of ``--dataset`` (default the simulated zoo), ``meta`` runs as ``autoconf bench
 --train shipped`` runs it (the shipped knowledge with the table's family held out, budget 100),
@@ -10,7 +11,8 @@ except that its prior mean of every base config is the table's own log capacity 
 measurement (``OFFSET``, in log capacity: the level is never known in advance) and blurred by
 an independent error of sd ``error`` per base config. The rest of the surrogate (the training
 models' deviations, the residual kernel, the floor model) is left as the history makes it, so
-the search does not know how good its prior is. Figures: evaluations to within 5 % of the cheapest feasible config.
+the search does not know how good its prior is. Figures: evaluations to within 5 % of the
+cheapest feasible config.
 
 With ``error`` 0 the gap to ``benchmarks/meta_sim_bound.py`` (an acquisition told every
 capacity, level included) is what the level and ``meta``'s own acquisition cost; the gap to
